@@ -1,0 +1,15 @@
+#pragma once
+// Each subcommand lives in its own cmd_<name>.cpp and registers itself on the root app here.
+// A subcommand's callback throws retort::Error for anything the user got wrong; main() turns
+// that into one line on stderr and exit code 1. A callback that wants another exit code sets it.
+#include <CLI/CLI.hpp>
+
+namespace retort::cli {
+
+void set_exit_code(int code);
+
+void add_doctor_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+
+}  // namespace retort::cli

@@ -1,0 +1,50 @@
+#pragma once
+// A fixed pool of worker threads for data-parallel loops. The calling thread takes part in every
+// loop, so a pool of N threads has N-1 workers. Kernels split their outer dimension with
+// parallel_for; nested calls run serially on the calling thread.
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace retort {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls body(begin, end) on disjoint chunks covering [0, count); chunks are at least `grain` long.
+  void parallel_for(size_t count, size_t grain,
+                    const std::function<void(size_t begin, size_t end)>& body);
+
+ private:
+  void worker_loop(int index);
+  void run_chunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  const std::function<void(size_t, size_t)>* body_ = nullptr;
+  size_t count_ = 0;
+  size_t chunk_ = 0;
+  std::atomic<size_t> next_chunk_{0};
+  std::atomic<int> busy_workers_{0};
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+// The process-wide pool the kernels use; sized by set_thread_count (default: hardware threads).
+ThreadPool& thread_pool();
+void set_thread_count(int threads);
+int default_thread_count();
+
+}  // namespace retort

@@ -1,0 +1,54 @@
+#pragma once
+// Helpers shared by the tests: where ../shared and the fetched tokenizers are, and how to skip
+// (or, under CI=true, fail) when they are absent.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace retort::test {
+
+inline std::string source_dir() { return RETORT_SOURCE_DIR; }
+inline std::string retort_binary() { return RETORT_BINARY; }
+
+inline std::string shared_dir() {
+  if (const char* env = std::getenv("RETORT_SHARED_DIR")) return env;
+  return (std::filesystem::path(RETORT_SOURCE_DIR) / ".." / "shared").lexically_normal().string();
+}
+
+inline bool running_in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+// Resolves a path under ../shared; empty when absent (the caller then skips via the macro below).
+inline std::string shared_path(const std::string& relative) {
+  auto path = std::filesystem::path(shared_dir()) / relative;
+  return std::filesystem::exists(path) ? path.string() : std::string();
+}
+
+// Real tokenizer files fetched by scripts/fetch-tokenizers.sh (qwen, llama3, deepseek-v3).
+inline std::string cached_tokenizer(const std::string& name) {
+  auto path = std::filesystem::path(RETORT_SOURCE_DIR) / ".cache" / "tokenizers" / name / "tokenizer.json";
+  return std::filesystem::exists(path) ? path.string() : std::string();
+}
+
+// Runs a shell command, returns its exit status and captured stdout.
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+CommandResult run_command(const std::string& command);
+
+}  // namespace retort::test
+
+// Skips the test when a needed file is absent, except under CI=true, where absence is a failure.
+#define RETORT_REQUIRE_PATH(path, what)                                                          \
+  do {                                                                                           \
+    if ((path).empty()) {                                                                        \
+      if (::retort::test::running_in_ci()) FAIL() << (what) << " is missing (CI=true)";          \
+      GTEST_SKIP() << (what) << " not found; run scripts/setup.sh and keep ../shared beside the " \
+                                "checkout";                                                      \
+    }                                                                                            \
+  } while (0)
