@@ -1,0 +1,79 @@
+#pragma once
+// The numeric ops the model needs, behind one interface so a device backend (CUDA today, Ascend
+// later) can stand in for the CPU one. Pointers are device memory of the backend that owns them;
+// on the CPU that is ordinary memory. Shapes are given as comments: [rows × cols], row-major.
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "tensor/dtype.h"
+
+namespace retort {
+
+// A weight matrix W [rows × cols] (rows = output features), in any storage type; y = x Wᵀ.
+struct WeightMatrix {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// Where one sequence's keys and values live in a paged cache: its block ids, in order.
+struct KvBlockTable {
+  const int32_t* blocks = nullptr;
+  int64_t block_count = 0;
+};
+
+// One query token of an attention call: which sequence's cache it reads and how many positions
+// (its own included) it sees.
+struct AttentionQuery {
+  KvBlockTable table;
+  int64_t visible = 0;  // positions [0, visible) are attended to
+};
+
+struct KvCacheLayout {
+  float* keys = nullptr;    // [blocks × block_size × kv_dim] for one layer
+  float* values = nullptr;  // same shape
+  int64_t block_size = 0;
+  int64_t kv_dim = 0;
+};
+
+struct AttentionShape {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  float scale = 1.0f;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // out [tokens × w.rows] = in [tokens × w.cols] · Wᵀ
+  virtual void matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) = 0;
+  // out[t] = x[t] / rms(x[t]) * weight, per row of [tokens × dim]; out may alias x
+  virtual void rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim,
+                       float eps) = 0;
+  // Rotate-half rotary embedding (the HF checkpoint layout) in place on [tokens × heads × head_dim];
+  // cos and sin are [tokens × head_dim/2], computed once per forward for the tokens' positions.
+  virtual void rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
+                    int64_t head_dim) = 0;
+  // out [tokens × dim] = silu(gate) * up
+  virtual void silu_mul(float* out, const float* gate, const float* up, int64_t count) = 0;
+  // Writes rows [tokens × kv_dim] of keys/values to the cache slots given as flat slot indices
+  // (block * block_size + offset).
+  virtual void kv_write(const KvCacheLayout& cache, const float* keys, const float* values,
+                        const int64_t* slots, int64_t tokens) = 0;
+  // out [tokens × heads × head_dim]: causal GQA attention of each query over its sequence's cache.
+  virtual void attention(float* out, const float* queries, const AttentionQuery* query_info, int64_t tokens,
+                         const KvCacheLayout& cache, const AttentionShape& shape) = 0;
+  // out [tokens × dim] = embedding rows of the given ids (any float dtype table)
+  virtual void embed(float* out, const WeightMatrix& table, const int32_t* ids, int64_t tokens) = 0;
+  // x += y over count floats
+  virtual void add(float* x, const float* y, int64_t count) = 0;
+  // x[t] += bias over [tokens × dim]
+  virtual void add_bias(float* x, const float* bias, int64_t tokens, int64_t dim) = 0;
+};
+
+}  // namespace retort

@@ -1,0 +1,157 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace retort {
+
+namespace {
+
+cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
+  switch (dtype) {
+    case DType::F32: return kernels.matmul_f32;
+    case DType::F16: return kernels.matmul_f16;
+    case DType::BF16: return kernels.matmul_bf16;
+    default: fail(ErrorKind::Unsupported, "matmul has no kernel for weights of type {}", dtype_name(dtype));
+  }
+}
+
+// Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
+size_t row_grain(const WeightMatrix& w) {
+  size_t row_bytes = static_cast<size_t>(w.cols) * dtype_size(w.dtype);
+  return std::max<size_t>(4, (64 * 1024) / std::max<size_t>(row_bytes, 1)) & ~size_t{3};
+}
+
+}  // namespace
+
+void convert_to_f32(float* out, const void* in, DType dtype, int64_t count) {
+  const auto& kernels = cpu::active_kernels();
+  switch (dtype) {
+    case DType::F32: std::memcpy(out, in, static_cast<size_t>(count) * sizeof(float)); return;
+    case DType::F16: kernels.f16_to_f32(out, in, count); return;
+    case DType::BF16: kernels.bf16_to_f32(out, in, count); return;
+    default: fail(ErrorKind::Unsupported, "cannot convert {} values to f32", dtype_name(dtype));
+  }
+}
+
+CpuBackend::CpuBackend() : CpuBackend(cpu::active_kernels()) {}
+
+CpuBackend::CpuBackend(const cpu::IsaKernels& kernels) : kernels_(kernels) {
+  // Our own pool splits the work; OpenBLAS runs single-threaded inside each chunk.
+  openblas_set_num_threads(1);
+}
+
+std::string CpuBackend::name() const { return std::string("cpu-") + kernels_.name; }
+
+void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
+  if (tokens >= kGemmMinTokens) {
+    matmul_gemm(out, in, w, tokens);
+    return;
+  }
+  cpu::MatmulTileFn tile = tile_for(kernels_, w.dtype);
+  thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
+    tile(out, w.rows, in, w.cols, w.data, w.cols, static_cast<int64_t>(begin), static_cast<int64_t>(end),
+         tokens);
+  });
+}
+
+void CpuBackend::matmul_gemm(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
+  constexpr int64_t kPanelRows = 64;
+  const int64_t panels = (w.rows + kPanelRows - 1) / kPanelRows;
+  thread_pool().parallel_for(static_cast<size_t>(panels), 1, [&](size_t begin, size_t end) {
+    thread_local std::vector<float> panel;
+    for (size_t p = begin; p < end; ++p) {
+      const int64_t row = static_cast<int64_t>(p) * kPanelRows;
+      const int64_t rows = std::min(kPanelRows, w.rows - row);
+      const float* panel_f32;
+      if (w.dtype == DType::F32) {
+        panel_f32 = static_cast<const float*>(w.data) + row * w.cols;
+      } else {
+        panel.resize(static_cast<size_t>(rows * w.cols));
+        const auto* src = static_cast<const uint8_t*>(w.data) + row * w.cols * static_cast<int64_t>(dtype_size(w.dtype));
+        convert_to_f32(panel.data(), src, w.dtype, rows * w.cols);
+        panel_f32 = panel.data();
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tokens), static_cast<int>(rows),
+                  static_cast<int>(w.cols), 1.0f, in, static_cast<int>(w.cols), panel_f32,
+                  static_cast<int>(w.cols), 0.0f, out + row, static_cast<int>(w.rows));
+    }
+  });
+}
+
+void CpuBackend::rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim,
+                         float eps) {
+  thread_pool().parallel_for(static_cast<size_t>(tokens), 16, [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      const float* row = x + t * dim;
+      float* dst = out + t * dim;
+      float mean_square = kernels_.dot(row, row, dim) / static_cast<float>(dim);
+      float inv_rms = 1.0f / std::sqrt(mean_square + eps);
+      for (int64_t i = 0; i < dim; ++i) dst[i] = row[i] * inv_rms * weight[i];
+    }
+  });
+}
+
+void CpuBackend::rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
+                      int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  thread_pool().parallel_for(static_cast<size_t>(tokens), 8, [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      const float* c = cos + t * half;
+      const float* s = sin + t * half;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = x + (static_cast<int64_t>(t) * heads + h) * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const float first = v[i];
+          const float second = v[i + half];
+          v[i] = first * c[i] - second * s[i];
+          v[i + half] = second * c[i] + first * s[i];
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::silu_mul(float* out, const float* gate, const float* up, int64_t count) {
+  thread_pool().parallel_for(static_cast<size_t>(count), 4096, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  });
+}
+
+void CpuBackend::kv_write(const KvCacheLayout& cache, const float* keys, const float* values,
+                          const int64_t* slots, int64_t tokens) {
+  const size_t row_bytes = static_cast<size_t>(cache.kv_dim) * sizeof(float);
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::memcpy(cache.keys + slots[t] * cache.kv_dim, keys + t * cache.kv_dim, row_bytes);
+    std::memcpy(cache.values + slots[t] * cache.kv_dim, values + t * cache.kv_dim, row_bytes);
+  }
+}
+
+void CpuBackend::embed(float* out, const WeightMatrix& table, const int32_t* ids, int64_t tokens) {
+  const size_t row_bytes = static_cast<size_t>(table.cols) * dtype_size(table.dtype);
+  for (int64_t t = 0; t < tokens; ++t) {
+    require(ids[t] >= 0 && ids[t] < table.rows, ErrorKind::OutOfRange,
+            "token id {} is outside the embedding table (0..{})", ids[t], table.rows - 1);
+    const auto* row = static_cast<const uint8_t*>(table.data) + static_cast<size_t>(ids[t]) * row_bytes;
+    convert_to_f32(out + t * table.cols, row, table.dtype, table.cols);
+  }
+}
+
+void CpuBackend::add(float* x, const float* y, int64_t count) {
+  thread_pool().parallel_for(static_cast<size_t>(count), 1 << 14, [&](size_t begin, size_t end) {
+    kernels_.axpy(x + begin, 1.0f, y + begin, static_cast<int64_t>(end - begin));
+  });
+}
+
+void CpuBackend::add_bias(float* x, const float* bias, int64_t tokens, int64_t dim) {
+  for (int64_t t = 0; t < tokens; ++t) kernels_.axpy(x + t * dim, 1.0f, bias, dim);
+}
+
+}  // namespace retort

@@ -1,0 +1,39 @@
+#pragma once
+// The CPU backend: SIMD loops from isa_kernels.h, split over the thread pool; large-batch matmuls
+// go through OpenBLAS sgemm on f32 panels of the weights.
+#include "kernels/backend.h"
+#include "kernels/cpu/isa_kernels.h"
+
+namespace retort {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend();  // the best instruction set this CPU has
+  explicit CpuBackend(const cpu::IsaKernels& kernels);
+  std::string name() const override;
+
+  void matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) override;
+  void rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim, float eps) override;
+  void rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
+            int64_t head_dim) override;
+  void silu_mul(float* out, const float* gate, const float* up, int64_t count) override;
+  void kv_write(const KvCacheLayout& cache, const float* keys, const float* values, const int64_t* slots,
+                int64_t tokens) override;
+  void attention(float* out, const float* queries, const AttentionQuery* query_info, int64_t tokens,
+                 const KvCacheLayout& cache, const AttentionShape& shape) override;
+  void embed(float* out, const WeightMatrix& table, const int32_t* ids, int64_t tokens) override;
+  void add(float* x, const float* y, int64_t count) override;
+  void add_bias(float* x, const float* bias, int64_t tokens, int64_t dim) override;
+
+  // Batches at least this large use the sgemm path (weights converted to f32 a panel at a time).
+  static constexpr int64_t kGemmMinTokens = 8;
+
+ private:
+  void matmul_gemm(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
+  const cpu::IsaKernels& kernels_;
+};
+
+// Converts `count` values of a float storage type to f32 with the active SIMD loops.
+void convert_to_f32(float* out, const void* in, DType dtype, int64_t count);
+
+}  // namespace retort

@@ -1,0 +1,37 @@
+#pragma once
+// The innermost loops, one set per instruction set. Each set is compiled in its own translation
+// unit with its own -m flags (kernels_<isa>.cpp) and picked at run time from what the CPU has, so
+// one binary runs everywhere and uses AVX-512 where it exists.
+#include <cstdint>
+
+namespace retort::cpu {
+
+// out[t * out_stride + r] = Σ_k in[t * in_stride + k] · W[r * cols + k]
+// for rows r in [row_begin, row_end) and tokens t in [0, tokens).
+using MatmulTileFn = void (*)(float* out, int64_t out_stride, const float* in, int64_t in_stride,
+                              const void* weights, int64_t cols, int64_t row_begin, int64_t row_end,
+                              int64_t tokens);
+using DotFn = float (*)(const float* a, const float* b, int64_t n);
+using AxpyFn = void (*)(float* y, float a, const float* x, int64_t n);  // y += a·x
+using ScaleFn = void (*)(float* y, float a, int64_t n);                 // y *= a
+using ToF32Fn = void (*)(float* out, const void* in, int64_t n);        // storage type → f32
+
+struct IsaKernels {
+  const char* name;
+  MatmulTileFn matmul_f32;
+  MatmulTileFn matmul_f16;
+  MatmulTileFn matmul_bf16;
+  DotFn dot;
+  AxpyFn axpy;
+  ScaleFn scale;
+  ToF32Fn f16_to_f32;
+  ToF32Fn bf16_to_f32;
+};
+
+const IsaKernels& scalar_kernels();
+const IsaKernels* avx2_kernels();    // nullptr when the CPU lacks AVX2+FMA+F16C
+const IsaKernels* avx512_kernels();  // nullptr when the CPU lacks AVX-512 F/BW/VL
+// The best set this CPU runs; RETORT_ISA=scalar|avx2|avx512 forces one (for tests and benchmarks).
+const IsaKernels& active_kernels();
+
+}  // namespace retort::cpu

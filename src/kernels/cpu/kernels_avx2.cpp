@@ -1,0 +1,49 @@
+// AVX2 + FMA + F16C instantiation of the SIMD loops; compiled with -mavx2 -mfma -mf16c.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/isa_kernels.h"
+#include "tensor/dtype.h"
+#include "util/cpu_features.h"
+
+namespace retort::cpu {
+namespace {
+
+struct Avx2 {
+  using reg = __m256;
+  static constexpr int width = 8;
+  static constexpr int kTileRows = 2;  // 2 rows × 4 tokens = 8 accumulators of 16 registers
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg load_bf16(const uint16_t* p) {
+    __m256i widened = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(widened, 16));
+  }
+  static reg load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg broadcast(float a) { return _mm256_set1_ps(a); }
+  static float reduce(reg v) {
+    __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+    sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+    return _mm_cvtss_f32(sum);
+  }
+};
+
+#include "kernels/cpu/kernels_simd.inc"
+
+}  // namespace
+
+const IsaKernels* avx2_kernels() {
+  static const IsaKernels kernels = make_kernels<Avx2>("avx2");
+  const auto& cpu = cpu_features();
+  return (cpu.avx2 && cpu.fma && cpu.f16c) ? &kernels : nullptr;
+}
+
+}  // namespace retort::cpu

@@ -1,0 +1,44 @@
+// AVX-512 (F/BW/VL) instantiation of the SIMD loops; compiled with -mavx512f -mavx512bw -mavx512vl.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/isa_kernels.h"
+#include "tensor/dtype.h"
+#include "util/cpu_features.h"
+
+namespace retort::cpu {
+namespace {
+
+struct Avx512 {
+  using reg = __m512;
+  static constexpr int width = 16;
+  static constexpr int kTileRows = 4;  // 4 rows × 4 tokens = 16 accumulators of 32 registers
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static reg load_bf16(const uint16_t* p) {
+    __m512i widened = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(widened, 16));
+  }
+  static reg load_f16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg broadcast(float a) { return _mm512_set1_ps(a); }
+  static float reduce(reg v) { return _mm512_reduce_add_ps(v); }
+};
+
+#include "kernels/cpu/kernels_simd.inc"
+
+}  // namespace
+
+const IsaKernels* avx512_kernels() {
+  static const IsaKernels kernels = make_kernels<Avx512>("avx512");
+  const auto& cpu = cpu_features();
+  return (cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.fma) ? &kernels : nullptr;
+}
+
+}  // namespace retort::cpu

@@ -1,0 +1,71 @@
+// Portable loops: the fallback on CPUs without AVX2, and readable statements of what the SIMD
+// versions compute.
+#include "kernels/cpu/isa_kernels.h"
+#include "tensor/dtype.h"
+
+namespace retort::cpu {
+namespace {
+
+inline float load_weight(const float* w, int64_t i) { return w[i]; }
+inline float load_weight(const uint16_t* w, int64_t i, bool is_bf16) {
+  return is_bf16 ? bf16_to_f32(w[i]) : f16_to_f32(w[i]);
+}
+
+template <typename Load>
+void matmul_generic(float* out, int64_t out_stride, const float* in, int64_t in_stride, int64_t cols,
+                    int64_t row_begin, int64_t row_end, int64_t tokens, Load weight_at) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* x = in + t * in_stride;
+    for (int64_t r = row_begin; r < row_end; ++r) {
+      float sum = 0.0f;
+      for (int64_t k = 0; k < cols; ++k) sum += x[k] * weight_at(r * cols + k);
+      out[t * out_stride + r] = sum;
+    }
+  }
+}
+
+void matmul_f32(float* out, int64_t os, const float* in, int64_t is, const void* w, int64_t cols, int64_t r0,
+                int64_t r1, int64_t tokens) {
+  const auto* weights = static_cast<const float*>(w);
+  matmul_generic(out, os, in, is, cols, r0, r1, tokens, [&](int64_t i) { return load_weight(weights, i); });
+}
+void matmul_f16(float* out, int64_t os, const float* in, int64_t is, const void* w, int64_t cols, int64_t r0,
+                int64_t r1, int64_t tokens) {
+  const auto* weights = static_cast<const uint16_t*>(w);
+  matmul_generic(out, os, in, is, cols, r0, r1, tokens, [&](int64_t i) { return load_weight(weights, i, false); });
+}
+void matmul_bf16(float* out, int64_t os, const float* in, int64_t is, const void* w, int64_t cols, int64_t r0,
+                 int64_t r1, int64_t tokens) {
+  const auto* weights = static_cast<const uint16_t*>(w);
+  matmul_generic(out, os, in, is, cols, r0, r1, tokens, [&](int64_t i) { return load_weight(weights, i, true); });
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+void axpy(float* y, float a, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+void scale(float* y, float a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] *= a;
+}
+void f16_rows(float* out, const void* in, int64_t n) {
+  const auto* src = static_cast<const uint16_t*>(in);
+  for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(src[i]);
+}
+void bf16_rows(float* out, const void* in, int64_t n) {
+  const auto* src = static_cast<const uint16_t*>(in);
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(src[i]);
+}
+
+}  // namespace
+
+const IsaKernels& scalar_kernels() {
+  static const IsaKernels kernels{"scalar", matmul_f32, matmul_f16, matmul_bf16, dot, axpy, scale,
+                                  f16_rows, bf16_rows};
+  return kernels;
+}
+
+}  // namespace retort::cpu

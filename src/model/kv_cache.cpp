@@ -1,0 +1,51 @@
+#include "model/kv_cache.h"
+
+#include "util/error.h"
+
+namespace retort {
+
+KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size)
+    : num_layers_(config.num_layers), kv_dim_(config.kv_dim()), block_size_(block_size) {
+  require(capacity_tokens > 0 && block_size > 0, ErrorKind::InvalidInput,
+          "KV cache needs a positive capacity (got {} tokens, block size {})", capacity_tokens, block_size);
+  total_blocks_ = (capacity_tokens + block_size - 1) / block_size;
+  const size_t floats = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_ * kv_dim_);
+  keys_.assign(floats, 0.0f);
+  values_.assign(floats, 0.0f);
+  free_list_.reserve(static_cast<size_t>(total_blocks_));
+  // Handed out from the back, so lower block ids go first.
+  for (int64_t block = total_blocks_ - 1; block >= 0; --block) free_list_.push_back(static_cast<int32_t>(block));
+}
+
+KvCacheLayout KvCache::layer(int64_t layer) {
+  const size_t offset = static_cast<size_t>(layer * total_blocks_ * block_size_ * kv_dim_);
+  return KvCacheLayout{keys_.data() + offset, values_.data() + offset, block_size_, kv_dim_};
+}
+
+int64_t KvCache::blocks_needed(const KvSequence& sequence, int64_t new_length) const {
+  const int64_t needed = (new_length + block_size_ - 1) / block_size_;
+  return std::max<int64_t>(0, needed - static_cast<int64_t>(sequence.blocks.size()));
+}
+
+bool KvCache::reserve(KvSequence& sequence, int64_t new_length) {
+  const int64_t extra = blocks_needed(sequence, new_length);
+  if (extra > free_blocks()) return false;
+  for (int64_t i = 0; i < extra; ++i) {
+    sequence.blocks.push_back(free_list_.back());
+    free_list_.pop_back();
+  }
+  return true;
+}
+
+void KvCache::release(KvSequence& sequence) {
+  for (auto it = sequence.blocks.rbegin(); it != sequence.blocks.rend(); ++it) free_list_.push_back(*it);
+  sequence.blocks.clear();
+  sequence.length = 0;
+}
+
+int64_t KvCache::slot(const KvSequence& sequence, int64_t position) const {
+  return static_cast<int64_t>(sequence.blocks[static_cast<size_t>(position / block_size_)]) * block_size_ +
+         position % block_size_;
+}
+
+}  // namespace retort

@@ -1,0 +1,49 @@
+#pragma once
+// A paged KV cache: every layer's keys and values live in fixed-size blocks of positions drawn from
+// one pool, and each sequence holds the list of its blocks. Sequences grow a block at a time and
+// give their blocks back when they end, so memory follows the tokens actually in flight and the
+// scheduler can admit work by counting free blocks.
+#include <cstdint>
+#include <vector>
+
+#include "io/model_config.h"
+#include "kernels/backend.h"
+
+namespace retort {
+
+struct KvSequence {
+  std::vector<int32_t> blocks;
+  int64_t length = 0;  // positions already in the cache
+};
+
+class KvCache {
+ public:
+  KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size = 16);
+
+  KvCacheLayout layer(int64_t layer);
+  int64_t block_size() const { return block_size_; }
+  int64_t total_blocks() const { return total_blocks_; }
+  int64_t free_blocks() const { return static_cast<int64_t>(free_list_.size()); }
+  int64_t capacity_tokens() const { return total_blocks_ * block_size_; }
+  size_t bytes() const { return keys_.size() * sizeof(float) * 2; }
+  int64_t blocks_needed(const KvSequence& sequence, int64_t new_length) const;
+
+  // Grows the sequence's blocks to hold new_length positions; false (and no change) if the pool
+  // has too few free blocks.
+  bool reserve(KvSequence& sequence, int64_t new_length);
+  // Returns all of the sequence's blocks to the pool and empties it.
+  void release(KvSequence& sequence);
+  // Flat slot index of a position, as kv_write expects.
+  int64_t slot(const KvSequence& sequence, int64_t position) const;
+
+ private:
+  int64_t num_layers_;
+  int64_t kv_dim_;
+  int64_t block_size_;
+  int64_t total_blocks_;
+  std::vector<float> keys_;    // [layers × blocks × block_size × kv_dim]
+  std::vector<float> values_;  // same
+  std::vector<int32_t> free_list_;
+};
+
+}  // namespace retort

@@ -1,0 +1,99 @@
+#include "model/weights.h"
+
+#include <set>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "model/tensor_table.h"
+#include "util/error.h"
+
+namespace retort {
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+// Buffers the model keeps alongside the checkpoint that carry no weights (HF saves them in some
+// older checkpoints).
+bool is_ignorable_buffer(const std::string& name) {
+  return name.find("rotary_emb.inv_freq") != std::string::npos;
+}
+
+WeightMatrix as_matrix(const TensorView& tensor) {
+  return WeightMatrix{tensor.dtype, tensor.data, tensor.shape[0], tensor.shape[1]};
+}
+
+std::vector<float> as_f32_vector(const TensorView& tensor) {
+  std::vector<float> values(static_cast<size_t>(tensor.element_count()));
+  convert_to_f32(values.data(), tensor.data, tensor.dtype, tensor.element_count());
+  return values;
+}
+
+const TensorView& checked_tensor(const TensorSource& source, const ExpectedTensor& expected) {
+  const TensorView* tensor = source.find(expected.name);
+  require(tensor != nullptr, ErrorKind::InvalidInput,
+          "{}: tensor '{}' {} is missing; the checkpoint does not match its config.json", source.label,
+          expected.name, shape_text(expected.shape));
+  require(tensor->shape == expected.shape, ErrorKind::InvalidInput,
+          "{}: tensor '{}' has shape {} but the config implies {}; check config.json against the weights",
+          source.label, expected.name, shape_text(tensor->shape), shape_text(expected.shape));
+  require(tensor->dtype == DType::F32 || tensor->dtype == DType::F16 || tensor->dtype == DType::BF16,
+          ErrorKind::Unsupported, "{}: tensor '{}' is {}; retort runs f32, f16 and bf16 weights", source.label,
+          expected.name, dtype_name(tensor->dtype));
+  return *tensor;
+}
+
+void bind_one(ModelWeights& weights, const ExpectedTensor& expected, const TensorView& tensor) {
+  LayerWeights* layer = expected.layer >= 0 ? &weights.layers[static_cast<size_t>(expected.layer)] : nullptr;
+  switch (expected.role) {
+    case TensorRole::TokenEmbedding: weights.token_embedding = as_matrix(tensor); break;
+    case TensorRole::OutputNorm: weights.output_norm = as_f32_vector(tensor); break;
+    case TensorRole::LmHead: weights.lm_head = as_matrix(tensor); break;
+    case TensorRole::AttnNorm: layer->attn_norm = as_f32_vector(tensor); break;
+    case TensorRole::Wq: layer->wq = as_matrix(tensor); break;
+    case TensorRole::Wk: layer->wk = as_matrix(tensor); break;
+    case TensorRole::Wv: layer->wv = as_matrix(tensor); break;
+    case TensorRole::Wo: layer->wo = as_matrix(tensor); break;
+    case TensorRole::Bq: layer->bq = as_f32_vector(tensor); break;
+    case TensorRole::Bk: layer->bk = as_f32_vector(tensor); break;
+    case TensorRole::Bv: layer->bv = as_f32_vector(tensor); break;
+    case TensorRole::MlpNorm: layer->mlp_norm = as_f32_vector(tensor); break;
+    case TensorRole::WGate: layer->w_gate = as_matrix(tensor); break;
+    case TensorRole::WUp: layer->w_up = as_matrix(tensor); break;
+    case TensorRole::WDown: layer->w_down = as_matrix(tensor); break;
+  }
+  if (tensor.shape.size() == 2) weights.matrix_bytes += tensor.size_bytes;
+}
+
+}  // namespace
+
+TensorSource tensor_source(const Checkpoint& checkpoint) {
+  return TensorSource{[&checkpoint](const std::string& name) { return checkpoint.find(name); },
+                      checkpoint.names(), checkpoint.directory()};
+}
+
+ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source) {
+  ModelWeights weights;
+  weights.layers.resize(static_cast<size_t>(config.num_layers));
+  std::set<std::string> consumed;
+  for (const ExpectedTensor& expected : expected_tensors(config)) {
+    bind_one(weights, expected, checked_tensor(source, expected));
+    consumed.insert(expected.name);
+  }
+  if (config.tie_word_embeddings) {
+    weights.lm_head = weights.token_embedding;
+    consumed.insert("lm_head.weight");  // some tied checkpoints still store a copy; it is unused
+  }
+  std::vector<std::string> unused;
+  for (const std::string& name : source.names) {
+    if (!consumed.count(name) && !is_ignorable_buffer(name)) unused.push_back(name);
+  }
+  require(unused.empty(), ErrorKind::InvalidInput,
+          "{}: {} tensor(s) not used by a {} model of this config, e.g. '{}'; the checkpoint and config.json "
+          "disagree (layer count? tied embeddings?)",
+          source.label, unused.size(), architecture_name(config.arch), unused.empty() ? "" : unused.front());
+  return weights;
+}
+
+}  // namespace retort

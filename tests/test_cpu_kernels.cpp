@@ -1,0 +1,172 @@
+// Every CPU kernel, for every instruction set this machine has, against the f64 reference on
+// random inputs of awkward sizes (not multiples of the SIMD width).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernel_reference.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace retort {
+namespace {
+
+using test::random_floats;
+
+std::vector<const cpu::IsaKernels*> available_isas() {
+  std::vector<const cpu::IsaKernels*> isas{&cpu::scalar_kernels()};
+  if (auto* k = cpu::avx2_kernels()) isas.push_back(k);
+  if (auto* k = cpu::avx512_kernels()) isas.push_back(k);
+  return isas;
+}
+
+class CpuKernels : public ::testing::TestWithParam<const cpu::IsaKernels*> {};
+
+TEST_P(CpuKernels, MatmulMatchesReferenceForEveryDtypeAndAwkwardShape) {
+  CpuBackend backend(*GetParam());
+  std::mt19937 rng(1234);
+  const int64_t shapes[][3] = {{1, 1, 1},   {1, 7, 3},   {3, 5, 17},   {2, 13, 33},  {5, 9, 100},
+                               {4, 37, 95}, {1, 64, 256}, {7, 31, 129}, {9, 70, 45}, {20, 67, 131}, {33, 130, 96}};
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+    for (const auto& shape : shapes) {
+      const int64_t tokens = shape[0], rows = shape[1], cols = shape[2];
+      auto in = random_floats(static_cast<size_t>(tokens * cols), rng);
+      auto stored = test::store_weights(random_floats(static_cast<size_t>(rows * cols), rng), dtype);
+      std::vector<float> out(static_cast<size_t>(tokens * rows), -1.0f);
+      backend.matmul(out.data(), in.data(), WeightMatrix{dtype, stored.bytes.data(), rows, cols}, tokens);
+      auto want = test::reference_matmul(in, stored.exact, tokens, rows, cols);
+      for (size_t i = 0; i < out.size(); ++i) {
+        ASSERT_NEAR(out[i], want[i], test::dot_tolerance(cols, 4.0))
+            << dtype_name(dtype) << " tokens=" << tokens << " rows=" << rows << " cols=" << cols << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST_P(CpuKernels, RmsNormMatchesReference) {
+  CpuBackend backend(*GetParam());
+  std::mt19937 rng(5);
+  for (int64_t dim : {1, 7, 33, 130}) {
+    const int64_t tokens = 3;
+    auto x = random_floats(static_cast<size_t>(tokens * dim), rng, 3.0f);
+    auto weight = random_floats(static_cast<size_t>(dim), rng);
+    std::vector<float> out(x.size());
+    backend.rmsnorm(out.data(), x.data(), weight.data(), tokens, dim, 1e-6f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      double ms = 0;
+      for (int64_t i = 0; i < dim; ++i) ms += double(x[t * dim + i]) * x[t * dim + i];
+      double inv = 1.0 / std::sqrt(ms / dim + 1e-6);
+      for (int64_t i = 0; i < dim; ++i) ASSERT_NEAR(out[t * dim + i], x[t * dim + i] * inv * weight[i], 1e-5);
+    }
+  }
+}
+
+TEST_P(CpuKernels, RopeRotatesHalvesAsHuggingFaceDoes) {
+  CpuBackend backend(*GetParam());
+  std::mt19937 rng(9);
+  const int64_t tokens = 3, heads = 5, head_dim = 10, half = head_dim / 2;
+  auto x = random_floats(static_cast<size_t>(tokens * heads * head_dim), rng);
+  auto angles = random_floats(static_cast<size_t>(tokens * half), rng, 3.0f);
+  std::vector<float> cos(angles.size()), sin(angles.size());
+  for (size_t i = 0; i < angles.size(); ++i) cos[i] = std::cos(angles[i]), sin[i] = std::sin(angles[i]);
+  auto rotated = x;
+  backend.rope(rotated.data(), cos.data(), sin.data(), tokens, heads, head_dim);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < head_dim; ++i) {
+        const float* v = x.data() + (t * heads + h) * head_dim;
+        int64_t j = i % half;
+        double rotate_half = i < half ? -v[i + half] : v[i - half];
+        double want = v[i] * double(cos[t * half + j]) + rotate_half * sin[t * half + j];
+        ASSERT_NEAR(rotated[(t * heads + h) * head_dim + i], want, 1e-5);
+      }
+}
+
+TEST_P(CpuKernels, SiluMulAndAddMatchReference) {
+  CpuBackend backend(*GetParam());
+  std::mt19937 rng(11);
+  const int64_t n = 1001;
+  auto gate = random_floats(n, rng, 4.0f), up = random_floats(n, rng);
+  std::vector<float> out(n);
+  backend.silu_mul(out.data(), gate.data(), up.data(), n);
+  for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(out[i], gate[i] / (1 + std::exp(-double(gate[i]))) * up[i], 1e-5);
+  auto sum = gate;
+  backend.add(sum.data(), up.data(), n);
+  for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(sum[i], gate[i] + up[i]);
+}
+
+// Attention over a paged cache whose blocks are deliberately out of order, with GQA.
+TEST_P(CpuKernels, AttentionMatchesReferenceOverScatteredBlocks) {
+  CpuBackend backend(*GetParam());
+  std::mt19937 rng(21);
+  const int64_t heads = 6, kv_heads = 2, head_dim = 12, block_size = 4, length = 11;
+  const int64_t kv_dim = kv_heads * head_dim;
+  std::vector<int32_t> blocks{5, 1, 3};  // positions 0-3 in block 5, 4-7 in block 1, 8-10 in block 3
+  std::vector<float> keys(6 * block_size * kv_dim), values(keys.size());
+  auto k_rows = random_floats(static_cast<size_t>(length * kv_dim), rng);
+  auto v_rows = random_floats(static_cast<size_t>(length * kv_dim), rng);
+  KvCacheLayout cache{keys.data(), values.data(), block_size, kv_dim};
+  std::vector<int64_t> slots;
+  for (int64_t p = 0; p < length; ++p) slots.push_back(blocks[p / block_size] * block_size + p % block_size);
+  backend.kv_write(cache, k_rows.data(), v_rows.data(), slots.data(), length);
+
+  const int64_t queries_count = 3;  // queries at the last three positions
+  auto q = random_floats(static_cast<size_t>(queries_count * heads * head_dim), rng);
+  std::vector<AttentionQuery> info;
+  for (int64_t i = 0; i < queries_count; ++i) info.push_back({{blocks.data(), 3}, length - queries_count + i + 1});
+  std::vector<float> out(q.size());
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  backend.attention(out.data(), q.data(), info.data(), queries_count, cache, {heads, kv_heads, head_dim, scale});
+
+  for (int64_t i = 0; i < queries_count; ++i)
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t kvh = h / (heads / kv_heads), visible = info[i].visible;
+      std::vector<double> p(visible);
+      for (int64_t pos = 0; pos < visible; ++pos) {
+        double s = 0;
+        for (int64_t d = 0; d < head_dim; ++d)
+          s += double(q[(i * heads + h) * head_dim + d]) * k_rows[pos * kv_dim + kvh * head_dim + d];
+        p[pos] = s * scale;
+      }
+      double mx = *std::max_element(p.begin(), p.end()), total = 0;
+      for (auto& v : p) total += (v = std::exp(v - mx));
+      for (int64_t d = 0; d < head_dim; ++d) {
+        double want = 0;
+        for (int64_t pos = 0; pos < visible; ++pos) want += p[pos] / total * v_rows[pos * kv_dim + kvh * head_dim + d];
+        ASSERT_NEAR(out[(i * heads + h) * head_dim + d], want, 1e-5);
+      }
+    }
+}
+
+TEST_P(CpuKernels, EmbedConvertsRowsAndRejectsOutOfRangeIds) {
+  CpuBackend backend(*GetParam());
+  std::mt19937 rng(3);
+  auto stored = test::store_weights(random_floats(10 * 19, rng), DType::BF16);
+  WeightMatrix table{DType::BF16, stored.bytes.data(), 10, 19};
+  std::vector<int32_t> ids{9, 0, 4};
+  std::vector<float> out(3 * 19);
+  backend.embed(out.data(), table, ids.data(), 3);
+  for (int t = 0; t < 3; ++t)
+    for (int i = 0; i < 19; ++i) ASSERT_EQ(out[t * 19 + i], float(stored.exact[ids[t] * 19 + i]));
+  std::vector<int32_t> bad{10};
+  EXPECT_THROW(backend.embed(out.data(), table, bad.data(), 1), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, CpuKernels, ::testing::ValuesIn(available_isas()),
+                         [](const auto& info) { return std::string(info.param->name); });
+
+TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
+  ThreadPool pool(3);
+  for (size_t count : {0u, 1u, 5u, 1000u}) {
+    std::vector<std::atomic<int>> hits(count);
+    pool.parallel_for(count, 7, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) hits[i]++;
+    });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+}
+
+}  // namespace
+}  // namespace retort
