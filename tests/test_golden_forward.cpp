@@ -1,0 +1,164 @@
+// The forward pass against the golden fixtures (../shared/fixtures/tiny-r1-*): logits at every
+// prompt position and the greedy continuation computed by an independent engine. Three ways of
+// feeding the prompt (one batch, token by token, chunked prefill) and every instruction set must
+// match within the fixture README's tolerance: max |Δlogit| ≤ 1e-3 × logits_std.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "model/model_loader.h"
+#include "test_support.h"
+#include "util/mapped_file.h"
+
+namespace retort {
+namespace {
+
+struct Fixture {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+  std::vector<float> logits;  // [T × vocab]
+  double logits_std = 0;
+};
+
+Fixture read_fixture(const std::string& dir) {
+  Fixture f;
+  auto expected = nlohmann::json::parse(read_text_file(dir + "/expected.json"));
+  f.prompt = expected["prompt_tokens"].get<std::vector<int32_t>>();
+  f.greedy = expected["greedy_tokens"].get<std::vector<int32_t>>();
+  f.logits_std = expected["logits_std"].get<double>();
+  MappedFile logits(dir + "/logits.f32");
+  f.logits.resize(logits.size() / sizeof(float));
+  std::memcpy(f.logits.data(), logits.data(), logits.size());
+  return f;
+}
+
+int32_t argmax(const float* row, int64_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+struct GoldenCase {
+  std::string fixture;
+  const cpu::IsaKernels* isa;
+};
+
+class GoldenForward : public ::testing::TestWithParam<GoldenCase> {
+ protected:
+  void SetUp() override {
+    dir_ = test::shared_path("fixtures/" + GetParam().fixture);
+    RETORT_REQUIRE_PATH(dir_, "fixture " + GetParam().fixture);
+    backend_ = std::make_unique<CpuBackend>(*GetParam().isa);
+    model_ = load_model(dir_, *backend_);
+    fixture_ = read_fixture(dir_);
+    vocab_ = model_->config.vocab_size;
+    tolerance_ = 1e-3 * fixture_.logits_std;
+  }
+
+  // Feeds the prompt in chunks of `chunk` tokens, collecting every position's logits.
+  std::vector<float> prompt_logits(KvCache& cache, KvSequence& seq, size_t chunk) {
+    std::vector<float> all, rows;
+    for (size_t begin = 0; begin < fixture_.prompt.size(); begin += chunk) {
+      size_t n = std::min(chunk, fixture_.prompt.size() - begin);
+      EXPECT_TRUE(cache.reserve(seq, seq.length + static_cast<int64_t>(n)));
+      SequenceChunk batch{&seq, std::span(fixture_.prompt).subspan(begin, n), LogitsWanted::All};
+      model_->transformer->forward({&batch, 1}, cache, rows);
+      all.insert(all.end(), rows.begin(), rows.end());
+    }
+    return all;
+  }
+
+  void expect_logits_match(const std::vector<float>& got, const std::string& mode) {
+    ASSERT_EQ(got.size(), fixture_.logits.size()) << mode;
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, double(std::fabs(got[i] - fixture_.logits[i])));
+    EXPECT_LE(worst, tolerance_) << mode << ": max |Δlogit| " << worst << " over tolerance " << tolerance_;
+  }
+
+  std::vector<int32_t> greedy_after_prompt(KvCache& cache, KvSequence& seq, const std::vector<float>& logits) {
+    std::vector<int32_t> generated{argmax(logits.data() + (fixture_.prompt.size() - 1) * vocab_, vocab_)};
+    std::vector<float> row;
+    while (generated.size() < fixture_.greedy.size()) {
+      EXPECT_TRUE(cache.reserve(seq, seq.length + 1));
+      SequenceChunk step{&seq, std::span(&generated.back(), 1), LogitsWanted::Last};
+      model_->transformer->forward({&step, 1}, cache, row);
+      generated.push_back(argmax(row.data(), vocab_));
+    }
+    return generated;
+  }
+
+  std::string dir_;
+  std::unique_ptr<CpuBackend> backend_;
+  std::unique_ptr<LoadedModel> model_;
+  Fixture fixture_;
+  int64_t vocab_ = 0;
+  double tolerance_ = 0;
+};
+
+TEST_P(GoldenForward, WholePromptInOneBatchThenGreedy) {
+  KvCache cache(model_->config, 256);
+  KvSequence seq;
+  auto logits = prompt_logits(cache, seq, fixture_.prompt.size());
+  expect_logits_match(logits, "one batch");
+  EXPECT_EQ(greedy_after_prompt(cache, seq, logits), fixture_.greedy);
+}
+
+TEST_P(GoldenForward, TokenByToken) {
+  KvCache cache(model_->config, 256, 8);
+  KvSequence seq;
+  auto logits = prompt_logits(cache, seq, 1);
+  expect_logits_match(logits, "token by token");
+  EXPECT_EQ(greedy_after_prompt(cache, seq, logits), fixture_.greedy);
+}
+
+TEST_P(GoldenForward, ChunkedPrefill) {
+  KvCache cache(model_->config, 256, 16);
+  KvSequence seq;
+  expect_logits_match(prompt_logits(cache, seq, 7), "chunks of 7");
+  KvSequence seq2;
+  cache.release(seq);
+  expect_logits_match(prompt_logits(cache, seq2, 20), "chunks of 20");
+}
+
+// Two sequences in one batch, one prefilling while the other decodes, give the same logits as
+// each alone: the batch shares nothing but the weights.
+TEST_P(GoldenForward, MixedBatchMatchesSoloRuns) {
+  KvCache cache(model_->config, 512, 16);
+  KvSequence a, b;
+  const auto& prompt = fixture_.prompt;
+  ASSERT_TRUE(cache.reserve(b, 10));
+  std::vector<float> rows;
+  SequenceChunk warm{&b, std::span(prompt).first(10), LogitsWanted::None};
+  model_->transformer->forward({&warm, 1}, cache, rows);
+
+  ASSERT_TRUE(cache.reserve(a, static_cast<int64_t>(prompt.size())));
+  ASSERT_TRUE(cache.reserve(b, 11));
+  SequenceChunk batch[2] = {{&a, std::span(prompt), LogitsWanted::All},
+                            {&b, std::span(prompt).subspan(10, 1), LogitsWanted::Last}};
+  EXPECT_EQ(model_->transformer->forward(batch, cache, rows), static_cast<int64_t>(prompt.size()) + 1);
+  std::vector<float> a_rows(rows.begin(), rows.begin() + prompt.size() * vocab_);
+  expect_logits_match(a_rows, "batched prefill");
+  double worst = 0;
+  for (int64_t v = 0; v < vocab_; ++v)
+    worst = std::max(worst, double(std::fabs(rows[prompt.size() * vocab_ + v] - fixture_.logits[10 * vocab_ + v])));
+  EXPECT_LE(worst, tolerance_) << "decode row in a mixed batch";
+}
+
+std::vector<GoldenCase> golden_cases() {
+  std::vector<GoldenCase> cases;
+  std::vector<const cpu::IsaKernels*> isas{&cpu::scalar_kernels()};
+  if (auto* k = cpu::avx2_kernels()) isas.push_back(k);
+  if (auto* k = cpu::avx512_kernels()) isas.push_back(k);
+  for (const char* fixture : {"tiny-r1-qwen", "tiny-r1-llama"})
+    for (auto* isa : isas) cases.push_back({fixture, isa});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenForward, ::testing::ValuesIn(golden_cases()), [](const auto& info) {
+  std::string name = info.param.fixture + "_" + info.param.isa->name;
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+});
+
+}  // namespace
+}  // namespace retort
