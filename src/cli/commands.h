@@ -11,5 +11,9 @@ void set_exit_code(int code);
 void add_doctor_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_logits_command(CLI::App& app);
+void add_run_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+void add_init_command(CLI::App& app);
 
 }  // namespace retort::cli

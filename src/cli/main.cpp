@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
   cli::add_doctor_command(app);
   cli::add_info_command(app);
   cli::add_tokenize_command(app);
+  cli::add_logits_command(app);
+  cli::add_run_command(app);
+  cli::add_chat_command(app);
+  cli::add_init_command(app);
 
   app.parse_complete_callback([&] { init_logging(verbose); });
   try {

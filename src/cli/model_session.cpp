@@ -1,0 +1,61 @@
+#include "cli/model_session.h"
+
+#include <filesystem>
+
+#include "util/error.h"
+#include "util/log.h"
+#include "util/thread_pool.h"
+#include "util/timer.h"
+
+namespace retort::cli {
+
+void add_model_options(CLI::App& command, ModelOptions& options) {
+  command.add_option("MODEL", options.model_path, "Hugging Face checkpoint directory")->required();
+  command.add_option("-t,--threads", options.threads, "CPU threads (default: all)")->check(CLI::NonNegativeNumber);
+  command.add_option("-c,--ctx", options.context, "Context length in tokens (KV cache size)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+void add_sampling_options(CLI::App& command, GenerationOptions& options) {
+  SamplingParams& s = options.sampling;
+  command.add_option("-n,--max-tokens", options.max_tokens, "Most tokens to generate")->capture_default_str();
+  command.add_option("--temperature,--temp", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  command.add_option("--top-p", s.top_p, "Nucleus sampling mass; 1 = off")->capture_default_str();
+  command.add_option("--top-k", s.top_k, "Keep the k most likely tokens; 0 = off")->capture_default_str();
+  command.add_option("--min-p", s.min_p, "Drop tokens below min_p × the top probability")->capture_default_str();
+  command.add_option("--repeat-penalty", s.repetition_penalty, "Repetition penalty (HF); 1 = off");
+  command.add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty (OpenAI)");
+  command.add_option("--presence-penalty", s.presence_penalty, "Presence penalty (OpenAI)");
+  command.add_option("--seed", s.seed, "Random seed (same seed and settings give the same tokens)");
+  command.add_option("--stop", options.stop_strings, "Stop when this text appears (repeatable)");
+}
+
+const Tokenizer& ModelSession::require_tokenizer() const {
+  require(tokenizer != nullptr, ErrorKind::NotFound,
+          "'{}' has no tokenizer.json; copy the checkpoint's tokenizer files into it", model->path);
+  return *tokenizer;
+}
+
+ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer) {
+  set_thread_count(options.threads);
+  ModelSession session;
+  Timer timer;
+  session.backend = std::make_unique<CpuBackend>();
+  session.model = load_model(options.model_path, *session.backend);
+  const auto tokenizer_path = std::filesystem::path(options.model_path) / "tokenizer.json";
+  if (std::filesystem::exists(tokenizer_path)) {
+    session.tokenizer = Tokenizer::load(tokenizer_path.string());
+  } else if (need_tokenizer) {
+    session.require_tokenizer();
+  }
+  const int64_t context = std::min(options.context, session.model->config.max_positions);
+  session.cache = std::make_unique<KvCache>(session.model->config, context);
+  session.load_seconds = timer.seconds();
+  spdlog::debug("loaded {} in {:.2f}s on {} ({} threads), context {} tokens, KV cache {:.1f} MiB",
+                options.model_path, session.load_seconds, session.backend->name(), thread_pool().size(), context,
+                session.cache->bytes() / 1048576.0);
+  return session;
+}
+
+}  // namespace retort::cli

@@ -1,0 +1,38 @@
+#pragma once
+// What run, chat and logits share: the flags that pick threads and context, loading the model
+// with its tokenizer onto the CPU backend, and the sampling flags.
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/generation.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "model/model_loader.h"
+#include "tokenizer/tokenizer.h"
+
+namespace retort::cli {
+
+struct ModelOptions {
+  std::string model_path;
+  int threads = 0;         // 0: all hardware threads
+  int64_t context = 4096;  // KV cache positions (capped by the model's max positions)
+};
+
+void add_model_options(CLI::App& command, ModelOptions& options);
+void add_sampling_options(CLI::App& command, GenerationOptions& options);
+
+struct ModelSession {
+  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<LoadedModel> model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the model directory has no tokenizer.json
+  std::unique_ptr<KvCache> cache;
+  double load_seconds = 0;
+
+  Transformer& transformer() { return *model->transformer; }
+  const Tokenizer& require_tokenizer() const;
+};
+
+ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer);
+
+}  // namespace retort::cli
