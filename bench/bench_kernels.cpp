@@ -1,0 +1,79 @@
+// Micro-benchmarks of the CPU kernels on the shapes of DeepSeek-R1-Distill-Qwen-1.5B: matmul for
+// decode (1 token: bandwidth-bound, reported as bytes/s of weights) and prefill (128 tokens:
+// compute-bound, reported as FLOP/s), per weight type and instruction set.
+//   bench_kernels [--benchmark_filter=...]    RETORT_THREADS=N sets the thread count (default 1)
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "util/thread_pool.h"
+
+namespace retort {
+namespace {
+
+struct MatmulCase {
+  std::vector<uint16_t> weights;
+  std::vector<float> in, out;
+  WeightMatrix matrix;
+};
+
+MatmulCase make_case(int64_t rows, int64_t cols, int64_t tokens) {
+  MatmulCase c;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  c.weights.resize(static_cast<size_t>(rows * cols));
+  for (auto& w : c.weights) w = f32_to_bf16(dist(rng));
+  c.in.resize(static_cast<size_t>(tokens * cols));
+  for (auto& x : c.in) x = dist(rng);
+  c.out.resize(static_cast<size_t>(tokens * rows));
+  c.matrix = WeightMatrix{DType::BF16, c.weights.data(), rows, cols};
+  return c;
+}
+
+const cpu::IsaKernels& isa_by_index(int64_t index) {
+  if (index == 2 && cpu::avx512_kernels()) return *cpu::avx512_kernels();
+  if (index >= 1 && cpu::avx2_kernels()) return *cpu::avx2_kernels();
+  return cpu::scalar_kernels();
+}
+
+// Args: rows, cols, tokens, isa (0 scalar, 1 avx2, 2 avx512)
+void BM_MatmulBf16(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), tokens = state.range(2);
+  const cpu::IsaKernels& isa = isa_by_index(state.range(3));
+  CpuBackend backend(isa);
+  MatmulCase c = make_case(rows, cols, tokens);
+  for (auto _ : state) {
+    backend.matmul(c.out.data(), c.in.data(), c.matrix, tokens);
+    benchmark::DoNotOptimize(c.out.data());
+  }
+  state.SetLabel(isa.name);
+  state.SetBytesProcessed(state.iterations() * rows * cols * 2);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * rows * cols * tokens / 1e9,
+                         benchmark::Counter::kIsRate);
+}
+
+void MatmulShapes(benchmark::internal::Benchmark* b) {
+  for (int64_t isa : {1, 2}) {
+    for (int64_t tokens : {1, 4, 128}) {
+      b->Args({1536, 1536, tokens, isa});   // q_proj / o_proj
+      b->Args({8960, 1536, tokens, isa});   // gate / up
+      b->Args({1536, 8960, tokens, isa});   // down
+    }
+  }
+}
+BENCHMARK(BM_MatmulBf16)->Apply(MatmulShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace retort
+
+int main(int argc, char** argv) {
+  const char* threads = std::getenv("RETORT_THREADS");
+  retort::set_thread_count(threads ? std::atoi(threads) : 1);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}
