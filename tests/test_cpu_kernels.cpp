@@ -63,7 +63,7 @@ TEST_P(CpuKernels, RmsNormMatchesReference) {
   }
 }
 
-TEST_P(CpuKernels, RopeRotatesHalvesAsHuggingFaceDoes) {
+TEST_P(CpuKernels, RopeRotatesPairsInBothLayouts) {
   CpuBackend backend(*GetParam());
   std::mt19937 rng(9);
   const int64_t tokens = 3, heads = 5, head_dim = 10, half = head_dim / 2;
@@ -71,17 +71,22 @@ TEST_P(CpuKernels, RopeRotatesHalvesAsHuggingFaceDoes) {
   auto angles = random_floats(static_cast<size_t>(tokens * half), rng, 3.0f);
   std::vector<float> cos(angles.size()), sin(angles.size());
   for (size_t i = 0; i < angles.size(); ++i) cos[i] = std::cos(angles[i]), sin[i] = std::sin(angles[i]);
-  auto rotated = x;
-  backend.rope(rotated.data(), cos.data(), sin.data(), tokens, heads, head_dim);
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < head_dim; ++i) {
-        const float* v = x.data() + (t * heads + h) * head_dim;
-        int64_t j = i % half;
-        double rotate_half = i < half ? -v[i + half] : v[i - half];
-        double want = v[i] * double(cos[t * half + j]) + rotate_half * sin[t * half + j];
-        ASSERT_NEAR(rotated[(t * heads + h) * head_dim + i], want, 1e-5);
-      }
+  for (RopeLayout layout : {RopeLayout::RotateHalf, RopeLayout::Interleaved}) {
+    auto rotated = x;
+    backend.rope(rotated.data(), cos.data(), sin.data(), tokens, heads, head_dim, layout);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t pair = 0; pair < half; ++pair) {
+          // Rotate-half pairs (i, i + d/2); interleaved pairs (2i, 2i + 1); both by angle i.
+          const int64_t a = layout == RopeLayout::RotateHalf ? pair : 2 * pair;
+          const int64_t b = layout == RopeLayout::RotateHalf ? pair + half : 2 * pair + 1;
+          const float* v = x.data() + (t * heads + h) * head_dim;
+          const float* got = rotated.data() + (t * heads + h) * head_dim;
+          const double c = cos[t * half + pair], s = sin[t * half + pair];
+          ASSERT_NEAR(got[a], v[a] * c - v[b] * s, 1e-5);
+          ASSERT_NEAR(got[b], v[b] * c + v[a] * s, 1e-5);
+        }
+  }
 }
 
 TEST_P(CpuKernels, SiluMulAndAddMatchReference) {

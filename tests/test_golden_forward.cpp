@@ -1,7 +1,8 @@
 // The forward pass against the golden fixtures (../shared/fixtures/tiny-r1-*): logits at every
 // prompt position and the greedy continuation computed by an independent engine. Three ways of
 // feeding the prompt (one batch, token by token, chunked prefill) and every instruction set must
-// match within the fixture README's tolerance: max |Δlogit| ≤ 1e-3 × logits_std.
+// match within the fixture README's tolerance: max |Δlogit| ≤ 1e-3 × logits_std, whether the
+// weights come from the HF directory or from llama.cpp's GGUF of the same model.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -41,6 +42,7 @@ int32_t argmax(const float* row, int64_t n) {
 struct GoldenCase {
   std::string fixture;
   const cpu::IsaKernels* isa;
+  bool from_gguf;  // model.f32.gguf (written by llama.cpp) instead of the HF directory
 };
 
 class GoldenForward : public ::testing::TestWithParam<GoldenCase> {
@@ -49,7 +51,7 @@ class GoldenForward : public ::testing::TestWithParam<GoldenCase> {
     dir_ = test::shared_path("fixtures/" + GetParam().fixture);
     RETORT_REQUIRE_PATH(dir_, "fixture " + GetParam().fixture);
     backend_ = std::make_unique<CpuBackend>(*GetParam().isa);
-    model_ = load_model(dir_, *backend_);
+    model_ = load_model(GetParam().from_gguf ? dir_ + "/model.f32.gguf" : dir_, *backend_);
     fixture_ = read_fixture(dir_);
     vocab_ = model_->config.vocab_size;
     tolerance_ = 1e-3 * fixture_.logits_std;
@@ -150,12 +152,13 @@ std::vector<GoldenCase> golden_cases() {
   if (auto* k = cpu::avx2_kernels()) isas.push_back(k);
   if (auto* k = cpu::avx512_kernels()) isas.push_back(k);
   for (const char* fixture : {"tiny-r1-qwen", "tiny-r1-llama"})
-    for (auto* isa : isas) cases.push_back({fixture, isa});
+    for (bool from_gguf : {false, true})
+      for (auto* isa : isas) cases.push_back({fixture, isa, from_gguf});
   return cases;
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenForward, ::testing::ValuesIn(golden_cases()), [](const auto& info) {
-  std::string name = info.param.fixture + "_" + info.param.isa->name;
+  std::string name = info.param.fixture + (info.param.from_gguf ? "_gguf_" : "_hf_") + info.param.isa->name;
   std::replace(name.begin(), name.end(), '-', '_');
   return name;
 });

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "tokenizer/gguf_vocab.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/thread_pool.h"
@@ -10,7 +11,7 @@
 namespace retort::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
-  command.add_option("MODEL", options.model_path, "Hugging Face checkpoint directory")->required();
+  command.add_option("MODEL", options.model_path, "Hugging Face checkpoint directory or GGUF file")->required();
   command.add_option("-t,--threads", options.threads, "CPU threads (default: all)")->check(CLI::NonNegativeNumber);
   command.add_option("-c,--ctx", options.context, "Context length in tokens (KV cache size)")
       ->check(CLI::PositiveNumber)
@@ -44,7 +45,9 @@ ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer
   session.backend = std::make_unique<CpuBackend>();
   session.model = load_model(options.model_path, *session.backend);
   const auto tokenizer_path = std::filesystem::path(options.model_path) / "tokenizer.json";
-  if (std::filesystem::exists(tokenizer_path)) {
+  if (session.model->gguf) {
+    session.tokenizer = tokenizer_from_gguf(*session.model->gguf);
+  } else if (std::filesystem::exists(tokenizer_path)) {
     session.tokenizer = Tokenizer::load(tokenizer_path.string());
   } else if (need_tokenizer) {
     session.require_tokenizer();

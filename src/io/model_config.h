@@ -24,6 +24,9 @@ struct RopeConfig {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_positions = 8192;
+  // Per-dimension divisors of the inverse frequencies, as GGUF files carry llama3 scaling
+  // (rope_freqs.weight); when present they replace the computed scaling.
+  std::vector<float> freq_factors;
 };
 
 struct ModelConfig {

@@ -31,6 +31,10 @@ struct AttentionQuery {
   int64_t visible = 0;  // positions [0, visible) are attended to
 };
 
+// How a head's dimensions pair up for rotation: HF checkpoints rotate dimension i with i + d/2
+// ("rotate half"); llama.cpp's llama files permute the q/k rows so that pairs are adjacent (2i, 2i+1).
+enum class RopeLayout { RotateHalf, Interleaved };
+
 struct KvCacheLayout {
   float* keys = nullptr;    // [blocks × block_size × kv_dim] for one layer
   float* values = nullptr;  // same shape
@@ -55,10 +59,10 @@ class Backend {
   // out[t] = x[t] / rms(x[t]) * weight, per row of [tokens × dim]; out may alias x
   virtual void rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim,
                        float eps) = 0;
-  // Rotate-half rotary embedding (the HF checkpoint layout) in place on [tokens × heads × head_dim];
-  // cos and sin are [tokens × head_dim/2], computed once per forward for the tokens' positions.
+  // Rotary embedding in place on [tokens × heads × head_dim]; cos and sin are [tokens × head_dim/2],
+  // computed once per forward for the tokens' positions; pair i rotates by angle i.
   virtual void rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
-                    int64_t head_dim) = 0;
+                    int64_t head_dim, RopeLayout layout) = 0;
   // out [tokens × dim] = silu(gate) * up
   virtual void silu_mul(float* out, const float* gate, const float* up, int64_t count) = 0;
   // Writes rows [tokens × kv_dim] of keys/values to the cache slots given as flat slot indices

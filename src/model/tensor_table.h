@@ -18,6 +18,7 @@ enum class TensorRole {
 
 struct ExpectedTensor {
   std::string name;            // HF name, e.g. "model.layers.3.self_attn.q_proj.weight"
+  std::string gguf_name;       // llama.cpp name, e.g. "blk.3.attn_q.weight"
   TensorRole role;
   int layer = -1;              // -1 for whole-model tensors
   std::vector<int64_t> shape;  // HF (PyTorch) order: [out_features, in_features]

@@ -31,6 +31,12 @@ std::vector<double> rope_inverse_frequencies(const ModelConfig& config) {
   for (int64_t i = 0; i < half; ++i) {
     inv_freq[i] = 1.0 / std::pow(config.rope.theta, static_cast<double>(2 * i) / config.head_dim);
   }
+  if (!config.rope.freq_factors.empty()) {  // given per dimension (GGUF rope_freqs)
+    require(static_cast<int64_t>(config.rope.freq_factors.size()) == half, ErrorKind::InvalidInput,
+            "rope frequency factors: {} given, the head needs {}", config.rope.freq_factors.size(), half);
+    for (int64_t i = 0; i < half; ++i) inv_freq[i] /= static_cast<double>(config.rope.freq_factors[i]);
+    return inv_freq;
+  }
   if (config.rope.scaling == RopeScaling::Llama3) {
     const RopeConfig& r = config.rope;
     const double low_wavelen = r.original_max_positions / r.low_freq_factor;
@@ -122,8 +128,10 @@ void Transformer::attention_block(int64_t layer, Scratch& s, KvCache& cache) {
     backend_.add_bias(s.k.data(), w.bk.data(), T, config_.kv_dim());
     backend_.add_bias(s.v.data(), w.bv.data(), T, config_.kv_dim());
   }
-  backend_.rope(s.q.data(), s.rope_cos.data(), s.rope_sin.data(), T, config_.num_heads, config_.head_dim);
-  backend_.rope(s.k.data(), s.rope_cos.data(), s.rope_sin.data(), T, config_.num_kv_heads, config_.head_dim);
+  const RopeLayout rope_layout = weights_.rope_layout;
+  backend_.rope(s.q.data(), s.rope_cos.data(), s.rope_sin.data(), T, config_.num_heads, config_.head_dim, rope_layout);
+  backend_.rope(s.k.data(), s.rope_cos.data(), s.rope_sin.data(), T, config_.num_kv_heads, config_.head_dim,
+                rope_layout);
   const KvCacheLayout layout = cache.layer(layer);
   backend_.kv_write(layout, s.k.data(), s.v.data(), s.slots.data(), T);
   const AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim,

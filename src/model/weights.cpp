@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <map>
 #include <set>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -73,8 +74,36 @@ TensorSource tensor_source(const Checkpoint& checkpoint) {
                       checkpoint.names(), checkpoint.directory()};
 }
 
+TensorSource tensor_source(const GgufFile& gguf, const ModelConfig& config) {
+  std::map<std::string, std::string> hf_of_gguf;
+  for (const ExpectedTensor& expected : expected_tensors(config)) hf_of_gguf[expected.gguf_name] = expected.name;
+  auto by_hf_name = std::make_shared<std::map<std::string, const TensorView*>>();
+  TensorSource source;
+  for (const TensorView& view : gguf.tensor_views()) {
+    auto it = hf_of_gguf.find(view.name);
+    const std::string hf_name = it == hf_of_gguf.end() ? view.name : it->second;
+    (*by_hf_name)[hf_name] = &view;
+  }
+  for (const GgufTensorInfo& info : gguf.tensor_infos()) {
+    if (info.name == "rope_freqs.weight") continue;  // read into the config's rope settings
+    auto it = hf_of_gguf.find(info.name);
+    source.names.push_back(it == hf_of_gguf.end() ? info.name : it->second);
+    require(by_hf_name->count(source.names.back()), ErrorKind::Unsupported,
+            "{}: tensor '{}' is {}; this build runs f32, f16 and bf16 GGUF tensors", gguf.path(), info.name,
+            ggml_type_name(info.type));
+  }
+  source.find = [by_hf_name](const std::string& name) -> const TensorView* {
+    auto it = by_hf_name->find(name);
+    return it == by_hf_name->end() ? nullptr : it->second;
+  };
+  source.label = gguf.path();
+  source.rope_layout = config.arch == Architecture::Llama ? RopeLayout::Interleaved : RopeLayout::RotateHalf;
+  return source;
+}
+
 ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source) {
   ModelWeights weights;
+  weights.rope_layout = source.rope_layout;
   weights.layers.resize(static_cast<size_t>(config.num_layers));
   std::set<std::string> consumed;
   for (const ExpectedTensor& expected : expected_tensors(config)) {

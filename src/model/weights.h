@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "io/model_config.h"
+#include "io/gguf.h"
 #include "io/safetensors.h"
 #include "kernels/backend.h"
 
@@ -28,16 +29,21 @@ struct ModelWeights {
   std::vector<float> output_norm;  // [hidden]
   WeightMatrix lm_head;            // [vocab × hidden]; the embedding when tied
   uint64_t matrix_bytes = 0;       // bytes of all matrices, as stored (what decode reads per token)
+  RopeLayout rope_layout = RopeLayout::RotateHalf;
 };
 
 // Where tensors come from: look-up by HF name, the list of all names, and a label for errors.
 struct TensorSource {
-  std::function<const TensorView*(const std::string&)> find;
-  std::vector<std::string> names;
+  std::function<const TensorView*(const std::string&)> find;  // by HF name
+  std::vector<std::string> names;                             // HF names of everything the source holds
   std::string label;
+  RopeLayout rope_layout = RopeLayout::RotateHalf;            // how q/k rows pair up for rotation
 };
 
 TensorSource tensor_source(const Checkpoint& checkpoint);
+// llama.cpp names mapped to HF ones through the tensor table; its llama files keep q/k rows in
+// the interleaved rope layout, used as they are (no copy).
+TensorSource tensor_source(const GgufFile& gguf, const ModelConfig& config);
 
 // Binds every expected tensor, checking each shape and dtype and that none is left unused.
 ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source);

@@ -100,8 +100,11 @@ void CpuBackend::rmsnorm(float* out, const float* x, const float* weight, int64_
 }
 
 void CpuBackend::rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
-                      int64_t head_dim) {
+                      int64_t head_dim, RopeLayout layout) {
   const int64_t half = head_dim / 2;
+  // Offset of pair i's second element from its first, and the stride between pairs.
+  const int64_t partner = layout == RopeLayout::RotateHalf ? half : 1;
+  const int64_t stride = layout == RopeLayout::RotateHalf ? 1 : 2;
   thread_pool().parallel_for(static_cast<size_t>(tokens), 8, [&](size_t begin, size_t end) {
     for (size_t t = begin; t < end; ++t) {
       const float* c = cos + t * half;
@@ -109,10 +112,11 @@ void CpuBackend::rope(float* x, const float* cos, const float* sin, int64_t toke
       for (int64_t h = 0; h < heads; ++h) {
         float* v = x + (static_cast<int64_t>(t) * heads + h) * head_dim;
         for (int64_t i = 0; i < half; ++i) {
-          const float first = v[i];
-          const float second = v[i + half];
-          v[i] = first * c[i] - second * s[i];
-          v[i + half] = second * c[i] + first * s[i];
+          float* pair = v + i * stride;
+          const float first = pair[0];
+          const float second = pair[partner];
+          pair[0] = first * c[i] - second * s[i];
+          pair[partner] = second * c[i] + first * s[i];
         }
       }
     }

@@ -15,7 +15,7 @@ class CpuBackend final : public Backend {
   void matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) override;
   void rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim, float eps) override;
   void rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
-            int64_t head_dim) override;
+            int64_t head_dim, RopeLayout layout) override;
   void silu_mul(float* out, const float* gate, const float* up, int64_t count) override;
   void kv_write(const KvCacheLayout& cache, const float* keys, const float* values, const int64_t* slots,
                 int64_t tokens) override;
