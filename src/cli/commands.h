@@ -15,5 +15,6 @@ void add_logits_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_init_command(CLI::App& app);
+void add_convert_command(CLI::App& app);  // convert and quantize
 
 }  // namespace retort::cli

@@ -48,6 +48,9 @@ struct GgufTensorInfo {
 // an element count that does not fill whole blocks.
 uint64_t ggml_type_bytes(GgmlType type, uint64_t elements, const std::string& tensor_name);
 std::string ggml_type_name(GgmlType type);
+// The DType a ggml type is read as (nullopt for types retort has no kernels for), and back.
+std::optional<DType> dtype_of_ggml(GgmlType type);
+GgmlType ggml_of_dtype(DType dtype);
 
 class GgufFile {
  public:
@@ -67,7 +70,8 @@ class GgufFile {
   std::optional<int64_t> find_int(const std::string& key) const;
 
   const std::vector<GgufTensorInfo>& tensor_infos() const { return tensors_; }
-  // Views of the tensors whose types map onto DType (f32/f16/bf16), in HF dim order (reversed).
+  // Views of the tensors whose types map onto DType (f32/f16/bf16/q8_0/q4_0/q4_k/q6_k), in HF
+  // dim order (reversed).
   const std::vector<TensorView>& tensor_views() const { return views_; }
   const uint8_t* tensor_data(const GgufTensorInfo& info) const { return data_start_ + info.offset; }
 

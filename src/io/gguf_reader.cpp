@@ -108,6 +108,27 @@ nlohmann::json read_value(ByteReader& in, GgufType type, GgufType* array_type, i
 
 }  // namespace
 
+std::optional<DType> dtype_of_ggml(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32: return DType::F32;
+    case GgmlType::F16: return DType::F16;
+    case GgmlType::BF16: return DType::BF16;
+    case GgmlType::Q8_0: return DType::Q8_0;
+    case GgmlType::Q4_0: return DType::Q4_0;
+    case GgmlType::Q4_K: return DType::Q4_K;
+    case GgmlType::Q6_K: return DType::Q6_K;
+    default: return std::nullopt;
+  }
+}
+
+GgmlType ggml_of_dtype(DType dtype) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K,
+                        GgmlType::Q6_K}) {
+    if (dtype_of_ggml(type) == dtype) return type;
+  }
+  fail(ErrorKind::Unsupported, "{} has no GGUF tensor type", dtype_name(dtype));
+}
+
 uint64_t ggml_type_bytes(GgmlType type, uint64_t elements, const std::string& tensor_name) {
   const BlockLayout* layout = layout_of(type);
   require(layout != nullptr, ErrorKind::Unsupported, "tensor '{}' has ggml type {}, which retort does not read",
@@ -190,10 +211,7 @@ void GgufFile::parse(std::span<const uint8_t> bytes) {
     require(info.offset <= data_size && info.size_bytes <= data_size - info.offset, ErrorKind::InvalidInput,
             "{}: tensor '{}' spans bytes [{}, {}) of a {}-byte data section; the file is truncated or corrupt", name_,
             info.name, info.offset, info.offset + info.size_bytes, data_size);
-    std::optional<DType> dtype;
-    if (info.type == GgmlType::F32) dtype = DType::F32;
-    if (info.type == GgmlType::F16) dtype = DType::F16;
-    if (info.type == GgmlType::BF16) dtype = DType::BF16;
+    std::optional<DType> dtype = dtype_of_ggml(info.type);
     if (!dtype) continue;
     TensorView view{info.name, *dtype, {}, data_start_ + info.offset, info.size_bytes, name_};
     for (auto it = info.dims.rbegin(); it != info.dims.rend(); ++it) view.shape.push_back(static_cast<int64_t>(*it));

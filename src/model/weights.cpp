@@ -39,9 +39,11 @@ const TensorView& checked_tensor(const TensorSource& source, const ExpectedTenso
   require(tensor->shape == expected.shape, ErrorKind::InvalidInput,
           "{}: tensor '{}' has shape {} but the config implies {}; check config.json against the weights",
           source.label, expected.name, shape_text(tensor->shape), shape_text(expected.shape));
-  require(tensor->dtype == DType::F32 || tensor->dtype == DType::F16 || tensor->dtype == DType::BF16,
-          ErrorKind::Unsupported, "{}: tensor '{}' is {}; retort runs f32, f16 and bf16 weights", source.label,
-          expected.name, dtype_name(tensor->dtype));
+  const bool is_matrix = expected.shape.size() == 2;
+  require(is_float(tensor->dtype) ? tensor->dtype != DType::F64 : (is_matrix && is_block_quantized(tensor->dtype)),
+          ErrorKind::Unsupported,
+          "{}: tensor '{}' is {}; retort runs f32, f16 and bf16 weights, and q8_0/q4_0/q4_k/q6_k matrices",
+          source.label, expected.name, dtype_name(tensor->dtype));
   return *tensor;
 }
 
@@ -89,7 +91,7 @@ TensorSource tensor_source(const GgufFile& gguf, const ModelConfig& config) {
     auto it = hf_of_gguf.find(info.name);
     source.names.push_back(it == hf_of_gguf.end() ? info.name : it->second);
     require(by_hf_name->count(source.names.back()), ErrorKind::Unsupported,
-            "{}: tensor '{}' is {}; this build runs f32, f16 and bf16 GGUF tensors", gguf.path(), info.name,
+            "{}: tensor '{}' is {}; retort runs f32, f16, bf16, q8_0, q4_0, q4_k and q6_k GGUF tensors", gguf.path(), info.name,
             ggml_type_name(info.type));
   }
   source.find = [by_hf_name](const std::string& name) -> const TensorView* {

@@ -12,21 +12,26 @@ struct DTypeInfo {
   DType type;
   size_t size;
   std::string_view name;
-  std::string_view safetensors_name;
+  std::string_view safetensors_name;  // empty: not a safetensors type
   bool is_float;
+  int64_t block_elements;
 };
 
-constexpr std::array<DTypeInfo, 10> kDTypes{{
-    {DType::F32, 4, "f32", "F32", true},
-    {DType::F16, 2, "f16", "F16", true},
-    {DType::BF16, 2, "bf16", "BF16", true},
-    {DType::F64, 8, "f64", "F64", true},
-    {DType::I32, 4, "i32", "I32", false},
-    {DType::I64, 8, "i64", "I64", false},
-    {DType::I16, 2, "i16", "I16", false},
-    {DType::I8, 1, "i8", "I8", false},
-    {DType::U8, 1, "u8", "U8", false},
-    {DType::Bool, 1, "bool", "BOOL", false},
+constexpr std::array<DTypeInfo, 14> kDTypes{{
+    {DType::F32, 4, "f32", "F32", true, 1},
+    {DType::F16, 2, "f16", "F16", true, 1},
+    {DType::BF16, 2, "bf16", "BF16", true, 1},
+    {DType::F64, 8, "f64", "F64", true, 1},
+    {DType::I32, 4, "i32", "I32", false, 1},
+    {DType::I64, 8, "i64", "I64", false, 1},
+    {DType::I16, 2, "i16", "I16", false, 1},
+    {DType::I8, 1, "i8", "I8", false, 1},
+    {DType::U8, 1, "u8", "U8", false, 1},
+    {DType::Bool, 1, "bool", "BOOL", false, 1},
+    {DType::Q8_0, 34, "q8_0", "", false, 32},
+    {DType::Q4_0, 18, "q4_0", "", false, 32},
+    {DType::Q4_K, 144, "q4_k", "", false, 256},
+    {DType::Q6_K, 210, "q6_k", "", false, 256},
 }};
 
 const DTypeInfo& info(DType type) {
@@ -42,9 +47,19 @@ std::string_view dtype_name(DType type) { return info(type).name; }
 std::string_view dtype_safetensors_name(DType type) { return info(type).safetensors_name; }
 bool is_float(DType type) { return info(type).is_float; }
 
+int64_t dtype_block_elements(DType type) { return info(type).block_elements; }
+bool is_block_quantized(DType type) { return info(type).block_elements > 1; }
+
+size_t dtype_row_bytes(DType type, int64_t elements) {
+  const DTypeInfo& entry = info(type);
+  require(elements % entry.block_elements == 0, ErrorKind::InvalidInput,
+          "{} values do not fill whole {}-value {} blocks", elements, entry.block_elements, entry.name);
+  return static_cast<size_t>(elements / entry.block_elements) * entry.size;
+}
+
 std::optional<DType> dtype_from_safetensors(std::string_view name) {
   for (const auto& entry : kDTypes) {
-    if (entry.safetensors_name == name) return entry.type;
+    if (!entry.safetensors_name.empty() && entry.safetensors_name == name) return entry.type;
   }
   return std::nullopt;
 }

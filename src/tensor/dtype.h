@@ -1,6 +1,6 @@
 #pragma once
 // Element types of weights and activations, with their byte sizes and names as the file formats
-// spell them. Block-quantized GGUF types are added by the quantization work.
+// spell them. The block-quantized GGUF types store `block_elements` values in `dtype_size` bytes.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -9,9 +9,12 @@
 
 namespace retort {
 
-enum class DType : uint8_t { F32, F16, BF16, F64, I32, I64, I16, I8, U8, Bool };
+enum class DType : uint8_t { F32, F16, BF16, F64, I32, I64, I16, I8, U8, Bool, Q8_0, Q4_0, Q4_K, Q6_K };
 
-size_t dtype_size(DType type);
+size_t dtype_size(DType type);            // bytes of one element, or of one block for block types
+int64_t dtype_block_elements(DType type);  // 1 for plain types
+size_t dtype_row_bytes(DType type, int64_t elements);  // elements must fill whole blocks
+bool is_block_quantized(DType type);
 std::string_view dtype_name(DType type);
 // safetensors spells types "F32", "BF16", ...
 std::optional<DType> dtype_from_safetensors(std::string_view name);

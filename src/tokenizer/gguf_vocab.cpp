@@ -2,18 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/known_patterns.h"
 #include "util/error.h"
 
 namespace retort {
 
 namespace {
-
-// The split regexes behind llama.cpp's pre-tokenizer names (facts of the Qwen2 and Llama 3
-// tokenizers' tokenizer.json files).
-constexpr const char* kQwen2Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kLlama3Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // GGUF token types (llama.cpp): 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
 constexpr int kControl = 3;
@@ -22,8 +16,8 @@ constexpr int kUserDefined = 4;
 std::string split_pattern(const GgufFile& gguf) {
   const GgufMetadata* pre = gguf.find("tokenizer.ggml.pre");
   const std::string name = pre && pre->value.is_string() ? pre->value.get<std::string>() : "default";
-  if (name == "qwen2" || name == "deepseek-r1-qwen") return kQwen2Pattern;
-  if (name == "llama-bpe" || name == "llama3" || name == "default") return kLlama3Pattern;
+  if (name == "qwen2" || name == "deepseek-r1-qwen") return std::string(kQwen2SplitPattern);
+  if (name == "llama-bpe" || name == "llama3" || name == "default") return std::string(kLlama3SplitPattern);
   fail(ErrorKind::Unsupported, "{}: pre-tokenizer '{}' is not supported; retort knows qwen2, deepseek-r1-qwen, llama-bpe",
        gguf.path(), name);
 }

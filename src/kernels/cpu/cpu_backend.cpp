@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tensor/quant_blocks.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -23,9 +24,19 @@ cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
   }
 }
 
+BlockType block_type_of(DType dtype) {
+  switch (dtype) {
+    case DType::Q8_0: return BlockType::Q8_0;
+    case DType::Q4_0: return BlockType::Q4_0;
+    case DType::Q4_K: return BlockType::Q4_K;
+    case DType::Q6_K: return BlockType::Q6_K;
+    default: fail(ErrorKind::Internal, "{} is not a block-quantized type", dtype_name(dtype));
+  }
+}
+
 // Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
 size_t row_grain(const WeightMatrix& w) {
-  size_t row_bytes = static_cast<size_t>(w.cols) * dtype_size(w.dtype);
+  size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
   return std::max<size_t>(4, (64 * 1024) / std::max<size_t>(row_bytes, 1)) & ~size_t{3};
 }
 
@@ -37,6 +48,10 @@ void convert_to_f32(float* out, const void* in, DType dtype, int64_t count) {
     case DType::F32: std::memcpy(out, in, static_cast<size_t>(count) * sizeof(float)); return;
     case DType::F16: kernels.f16_to_f32(out, in, count); return;
     case DType::BF16: kernels.bf16_to_f32(out, in, count); return;
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: dequantize_rows(block_type_of(dtype), in, out, 1, count); return;
     default: fail(ErrorKind::Unsupported, "cannot convert {} values to f32", dtype_name(dtype));
   }
 }
@@ -53,6 +68,10 @@ std::string CpuBackend::name() const { return std::string("cpu-") + kernels_.nam
 void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
   if (tokens >= kGemmMinTokens) {
     matmul_gemm(out, in, w, tokens);
+    return;
+  }
+  if (is_block_quantized(w.dtype)) {
+    matmul_quantized(out, in, w, tokens);
     return;
   }
   cpu::MatmulTileFn tile = tile_for(kernels_, w.dtype);
@@ -75,13 +94,28 @@ void CpuBackend::matmul_gemm(float* out, const float* in, const WeightMatrix& w,
         panel_f32 = static_cast<const float*>(w.data) + row * w.cols;
       } else {
         panel.resize(static_cast<size_t>(rows * w.cols));
-        const auto* src = static_cast<const uint8_t*>(w.data) + row * w.cols * static_cast<int64_t>(dtype_size(w.dtype));
+        const auto* src = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(row) * dtype_row_bytes(w.dtype, w.cols);
         convert_to_f32(panel.data(), src, w.dtype, rows * w.cols);
         panel_f32 = panel.data();
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tokens), static_cast<int>(rows),
                   static_cast<int>(w.cols), 1.0f, in, static_cast<int>(w.cols), panel_f32,
                   static_cast<int>(w.cols), 0.0f, out + row, static_cast<int>(w.rows));
+    }
+  });
+}
+
+// Few tokens on block-quantized weights: each row is dequantized once into a small buffer and
+// dotted with every token's activations.
+void CpuBackend::matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
+  const size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
+  const BlockType type = block_type_of(w.dtype);
+  thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
+    thread_local std::vector<float> row_values;
+    row_values.resize(static_cast<size_t>(w.cols));
+    for (size_t r = begin; r < end; ++r) {
+      dequantize_rows(type, static_cast<const uint8_t*>(w.data) + r * row_bytes, row_values.data(), 1, w.cols);
+      for (int64_t t = 0; t < tokens; ++t) out[t * w.rows + static_cast<int64_t>(r)] = kernels_.dot(row_values.data(), in + t * w.cols, w.cols);
     }
   });
 }
@@ -139,7 +173,7 @@ void CpuBackend::kv_write(const KvCacheLayout& cache, const float* keys, const f
 }
 
 void CpuBackend::embed(float* out, const WeightMatrix& table, const int32_t* ids, int64_t tokens) {
-  const size_t row_bytes = static_cast<size_t>(table.cols) * dtype_size(table.dtype);
+  const size_t row_bytes = dtype_row_bytes(table.dtype, table.cols);
   for (int64_t t = 0; t < tokens; ++t) {
     require(ids[t] >= 0 && ids[t] < table.rows, ErrorKind::OutOfRange,
             "token id {} is outside the embedding table (0..{})", ids[t], table.rows - 1);

@@ -30,6 +30,7 @@ class CpuBackend final : public Backend {
 
  private:
   void matmul_gemm(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
+  void matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
   const cpu::IsaKernels& kernels_;
 };
 

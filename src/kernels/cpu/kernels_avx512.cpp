@@ -38,7 +38,7 @@ struct Avx512 {
 const IsaKernels* avx512_kernels() {
   static const IsaKernels kernels = make_kernels<Avx512>("avx512");
   const auto& cpu = cpu_features();
-  return (cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.fma) ? &kernels : nullptr;
+  return (cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq && cpu.fma) ? &kernels : nullptr;
 }
 
 }  // namespace retort::cpu

@@ -1,0 +1,194 @@
+#include "quant/convert.h"
+
+#include <filesystem>
+
+#include "io/gguf.h"
+#include "io/gguf_config.h"
+#include "io/gguf_writer.h"
+#include "io/safetensors.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "model/tensor_table.h"
+#include "model/transformer.h"
+#include "quant/gguf_metadata.h"
+#include "tensor/quant_blocks.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace retort {
+
+namespace {
+
+struct RecipeInfo {
+  QuantRecipe recipe;
+  const char* name;
+  DType matrix_type;
+  uint32_t llama_file_type;  // general.file_type as llama.cpp numbers it
+};
+
+constexpr RecipeInfo kRecipes[] = {
+    {QuantRecipe::F32, "f32", DType::F32, 0},       {QuantRecipe::F16, "f16", DType::F16, 1},
+    {QuantRecipe::BF16, "bf16", DType::BF16, 32},   {QuantRecipe::Q8_0, "q8_0", DType::Q8_0, 7},
+    {QuantRecipe::Q4_0, "q4_0", DType::Q4_0, 2},    {QuantRecipe::Q4_K_M, "q4_k", DType::Q4_K, 15},
+};
+
+const RecipeInfo& recipe_info(QuantRecipe recipe) {
+  for (const auto& info : kRecipes)
+    if (info.recipe == recipe) return info;
+  fail(ErrorKind::Internal, "unknown recipe");
+}
+
+// llama.cpp's Q4_K_M gives these layers' attn_v and ffn_down more bits: the first and last
+// eighth of the stack and every third layer between.
+bool layer_gets_more_bits(int layer, int64_t layers) {
+  return layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
+}
+
+// The storage type of one tensor under a recipe. Vectors stay f32. A block type that does not
+// divide the row is an error for the plain recipes; Q4_K_M falls back to q8_0 there.
+DType tensor_type(QuantRecipe recipe, const ExpectedTensor& tensor, int64_t layers) {
+  if (tensor.shape.size() < 2) return DType::F32;
+  DType type = recipe_info(recipe).matrix_type;
+  if (recipe == QuantRecipe::Q4_K_M) {
+    const bool sensitive = tensor.role == TensorRole::LmHead ||
+                           ((tensor.role == TensorRole::Wv || tensor.role == TensorRole::WDown) &&
+                            layer_gets_more_bits(tensor.layer, layers));
+    if (sensitive) type = DType::Q6_K;
+    if (tensor.shape[1] % dtype_block_elements(type) != 0) type = DType::Q8_0;
+  }
+  require(tensor.shape[1] % dtype_block_elements(type) == 0, ErrorKind::InvalidInput,
+          "tensor '{}' has rows of {} values, not a multiple of the {}-value {} block; choose f16 or bf16 (or a type "
+          "with smaller blocks)",
+          tensor.name, tensor.shape[1], dtype_block_elements(type), dtype_name(type));
+  return type;
+}
+
+BlockType block_type(DType dtype) {
+  switch (dtype) {
+    case DType::Q8_0: return BlockType::Q8_0;
+    case DType::Q4_0: return BlockType::Q4_0;
+    case DType::Q4_K: return BlockType::Q4_K;
+    default: return BlockType::Q6_K;
+  }
+}
+
+// llama.cpp stores llama q/k rows so that rotary pairs are adjacent: within each head, row i of
+// the first half goes to 2i and row i of the second half to 2i + 1.
+std::vector<float> interleave_rotary_rows(const std::vector<float>& rows, int64_t heads, int64_t head_dim, int64_t cols) {
+  std::vector<float> out(rows.size());
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < head_dim; ++i) {
+      const int64_t to = i < half ? 2 * i : 2 * (i - half) + 1;
+      std::copy_n(rows.data() + (h * head_dim + i) * cols, cols, out.data() + (h * head_dim + to) * cols);
+    }
+  return out;
+}
+
+void encode(const std::vector<float>& values, DType type, int64_t rows, int64_t cols, std::vector<uint8_t>& out) {
+  if (type == DType::F32) {
+    std::memcpy(out.data(), values.data(), out.size());
+  } else if (type == DType::F16 || type == DType::BF16) {
+    auto* dst = reinterpret_cast<uint16_t*>(out.data());
+    for (size_t i = 0; i < values.size(); ++i) dst[i] = type == DType::F16 ? f32_to_f16(values[i]) : f32_to_bf16(values[i]);
+  } else {
+    quantize_rows(block_type(type), values.data(), out.data(), rows, cols);
+  }
+}
+
+std::vector<uint64_t> gguf_dims(const std::vector<int64_t>& shape) {
+  return {shape.rbegin(), shape.rend()};
+}
+
+std::vector<float> to_f32(const TensorView& view) {
+  std::vector<float> values(static_cast<size_t>(view.element_count()));
+  const int64_t cols = view.shape.back();
+  const int64_t rows = view.element_count() / cols;
+  const size_t row_bytes = dtype_row_bytes(view.dtype, cols);
+  for (int64_t r = 0; r < rows; ++r) convert_to_f32(values.data() + r * cols, view.data + r * row_bytes, view.dtype, cols);
+  return values;
+}
+
+}  // namespace
+
+QuantRecipe parse_quant_recipe(const std::string& name) {
+  for (const auto& info : kRecipes)
+    if (name == info.name) return info.recipe;
+  if (name == "q4_k_m") return QuantRecipe::Q4_K_M;
+  fail(ErrorKind::InvalidInput, "unknown type '{}'; choose f32, f16, bf16, q8_0, q4_0 or q4_k", name);
+}
+
+std::string recipe_name(QuantRecipe recipe) { return recipe_info(recipe).name; }
+
+void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path, QuantRecipe recipe,
+                        const ConvertProgress& progress) {
+  const ModelConfig config = load_hf_config((std::filesystem::path(hf_dir) / "config.json").string());
+  validate_model_config(config, hf_dir);
+  auto checkpoint = Checkpoint::open_directory(hf_dir);
+  const auto expected = expected_tensors(config);
+  GgufWriter writer;
+  write_model_metadata(writer, config, std::filesystem::path(hf_dir).filename().string(), recipe_info(recipe).llama_file_type);
+  write_tokenizer_metadata(writer, hf_dir, config.vocab_size);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const ExpectedTensor& tensor = expected[i];
+    const TensorView& view = checkpoint->get(tensor.name);
+    require(view.shape == tensor.shape, ErrorKind::InvalidInput, "{}: tensor '{}' does not have the shape its config implies",
+            hf_dir, tensor.name);
+    const DType type = tensor_type(recipe, tensor, config.num_layers);
+    writer.add_tensor(tensor.gguf_name, ggml_of_dtype(type), gguf_dims(tensor.shape), [&, tensor, type, i](std::vector<uint8_t>& out) {
+      std::vector<float> values = to_f32(checkpoint->get(tensor.name));
+      const int64_t cols = tensor.shape.back();
+      const bool rotary = tensor.role == TensorRole::Wq || tensor.role == TensorRole::Wk ||
+                          tensor.role == TensorRole::Bq || tensor.role == TensorRole::Bk;
+      if (config.arch == Architecture::Llama && rotary) {
+        const int64_t heads = tensor.role == TensorRole::Wq || tensor.role == TensorRole::Bq ? config.num_heads : config.num_kv_heads;
+        values = interleave_rotary_rows(values, heads, config.head_dim, tensor.shape.size() == 2 ? cols : 1);
+      }
+      encode(values, type, static_cast<int64_t>(values.size()) / cols, cols, out);
+      if (progress.on_tensor) progress.on_tensor(tensor.gguf_name, i, expected.size());
+    });
+  }
+  if (config.rope.scaling == RopeScaling::Llama3) {
+    // llama.cpp carries llama3 scaling as per-dimension divisors of the inverse frequencies.
+    ModelConfig plain = config;
+    plain.rope.scaling = RopeScaling::None;
+    auto base = rope_inverse_frequencies(plain);
+    auto scaled = rope_inverse_frequencies(config);
+    writer.add_tensor("rope_freqs.weight", GgmlType::F32, {static_cast<uint64_t>(base.size())}, [base, scaled](std::vector<uint8_t>& out) {
+      auto* factors = reinterpret_cast<float*>(out.data());
+      for (size_t i = 0; i < base.size(); ++i) factors[i] = static_cast<float>(base[i] / scaled[i]);
+    });
+  }
+  writer.write(out_path);
+}
+
+void quantize_gguf(const std::string& in_path, const std::string& out_path, QuantRecipe recipe,
+                   const ConvertProgress& progress) {
+  const GgufFile input(in_path);
+  const ModelConfig config = model_config_from_gguf(input);
+  GgufWriter writer;
+  for (const auto& [key, entry] : input.metadata()) {
+    if (key == "general.alignment") continue;
+    if (key == "general.file_type") writer.add_u32(key, recipe_info(recipe).llama_file_type);
+    else writer.add_metadata(key, entry);
+  }
+  std::map<std::string, ExpectedTensor> by_gguf_name;
+  for (const auto& tensor : expected_tensors(config)) by_gguf_name[tensor.gguf_name] = tensor;
+  const auto& views = input.tensor_views();
+  for (size_t i = 0; i < input.tensor_infos().size(); ++i) {
+    const GgufTensorInfo& info = input.tensor_infos()[i];
+    auto view = std::find_if(views.begin(), views.end(), [&](const TensorView& v) { return v.name == info.name; });
+    require(view != views.end(), ErrorKind::Unsupported, "{}: tensor '{}' is {}, which retort cannot re-quantize",
+            in_path, info.name, ggml_type_name(info.type));
+    auto known = by_gguf_name.find(info.name);
+    const DType type = known == by_gguf_name.end() ? DType::F32 : tensor_type(recipe, known->second, config.num_layers);
+    writer.add_tensor(info.name, ggml_of_dtype(type), info.dims, [&, view, type, i](std::vector<uint8_t>& out) {
+      std::vector<float> values = to_f32(*view);
+      const int64_t cols = view->shape.back();
+      encode(values, type, static_cast<int64_t>(values.size()) / cols, cols, out);
+      if (progress.on_tensor) progress.on_tensor(view->name, i, input.tensor_infos().size());
+    });
+  }
+  writer.write(out_path);
+}
+
+}  // namespace retort
