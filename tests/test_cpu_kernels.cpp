@@ -7,6 +7,7 @@
 
 #include "kernel_reference.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tensor/quant_blocks.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -40,6 +41,35 @@ TEST_P(CpuKernels, MatmulMatchesReferenceForEveryDtypeAndAwkwardShape) {
       for (size_t i = 0; i < out.size(); ++i) {
         ASSERT_NEAR(out[i], want[i], test::dot_tolerance(cols, 4.0))
             << dtype_name(dtype) << " tokens=" << tokens << " rows=" << rows << " cols=" << cols << " i=" << i;
+      }
+    }
+  }
+}
+
+// Block-quantized weights against f64 on their dequantized values: the tile path (few tokens)
+// and the sgemm path (many), rows not a multiple of the tile.
+TEST_P(CpuKernels, QuantizedMatmulMatchesDequantizedReference) {
+  CpuBackend backend(*GetParam());
+  std::mt19937 rng(77);
+  const std::pair<DType, BlockType> types[] = {{DType::Q8_0, BlockType::Q8_0}, {DType::Q4_0, BlockType::Q4_0},
+                                               {DType::Q4_K, BlockType::Q4_K}, {DType::Q6_K, BlockType::Q6_K}};
+  for (auto [dtype, block] : types) {
+    const int64_t step = dtype_block_elements(dtype);
+    for (int64_t cols : {step, 3 * step}) {
+      for (int64_t tokens : {1, 3, 5, 11}) {
+        const int64_t rows = 13;
+        auto weights = random_floats(static_cast<size_t>(rows * cols), rng);
+        std::vector<uint8_t> packed(dtype_row_bytes(dtype, cols) * rows);
+        quantize_rows(block, weights.data(), packed.data(), rows, cols);
+        std::vector<float> dequantized(weights.size());
+        dequantize_rows(block, packed.data(), dequantized.data(), rows, cols);
+        std::vector<double> exact(dequantized.begin(), dequantized.end());
+        auto in = random_floats(static_cast<size_t>(tokens * cols), rng);
+        std::vector<float> out(static_cast<size_t>(tokens * rows));
+        backend.matmul(out.data(), in.data(), WeightMatrix{dtype, packed.data(), rows, cols}, tokens);
+        auto want = test::reference_matmul(in, exact, tokens, rows, cols);
+        for (size_t i = 0; i < out.size(); ++i)
+          ASSERT_NEAR(out[i], want[i], test::dot_tolerance(cols, 4.0)) << dtype_name(dtype) << " cols=" << cols << " tokens=" << tokens;
       }
     }
   }

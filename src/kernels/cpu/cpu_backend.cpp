@@ -20,6 +20,7 @@ cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
     case DType::F32: return kernels.matmul_f32;
     case DType::F16: return kernels.matmul_f16;
     case DType::BF16: return kernels.matmul_bf16;
+    case DType::Q8_0: return kernels.matmul_q8_0;
     default: fail(ErrorKind::Unsupported, "matmul has no kernel for weights of type {}", dtype_name(dtype));
   }
 }
@@ -70,7 +71,7 @@ void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int6
     matmul_gemm(out, in, w, tokens);
     return;
   }
-  if (is_block_quantized(w.dtype)) {
+  if (is_block_quantized(w.dtype) && w.dtype != DType::Q8_0) {
     matmul_quantized(out, in, w, tokens);
     return;
   }

@@ -21,6 +21,7 @@ struct IsaKernels {
   MatmulTileFn matmul_f32;
   MatmulTileFn matmul_f16;
   MatmulTileFn matmul_bf16;
+  MatmulTileFn matmul_q8_0;  // GGUF Q8_0 rows (cols a multiple of 32)
   DotFn dot;
   AxpyFn axpy;
   ScaleFn scale;

@@ -1,5 +1,7 @@
 // Portable loops: the fallback on CPUs without AVX2, and readable statements of what the SIMD
 // versions compute.
+#include <cstring>
+
 #include "kernels/cpu/isa_kernels.h"
 #include "tensor/dtype.h"
 
@@ -40,6 +42,19 @@ void matmul_bf16(float* out, int64_t os, const float* in, int64_t is, const void
   matmul_generic(out, os, in, is, cols, r0, r1, tokens, [&](int64_t i) { return load_weight(weights, i, true); });
 }
 
+void matmul_q8_0(float* out, int64_t os, const float* in, int64_t is, const void* w, int64_t cols, int64_t r0,
+                 int64_t r1, int64_t tokens) {
+  const auto* base = static_cast<const uint8_t*>(w);
+  const int64_t row_bytes = cols / 32 * 34;
+  matmul_generic(out, os, in, is, cols, r0, r1, tokens, [&](int64_t i) {
+    const int64_t r = i / cols, k = i % cols;
+    const uint8_t* block = base + r * row_bytes + (k / 32) * 34;
+    uint16_t scale;
+    std::memcpy(&scale, block, 2);
+    return f16_to_f32(scale) * static_cast<float>(static_cast<int8_t>(block[2 + k % 32]));
+  });
+}
+
 float dot(const float* a, const float* b, int64_t n) {
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
@@ -63,7 +78,7 @@ void bf16_rows(float* out, const void* in, int64_t n) {
 }  // namespace
 
 const IsaKernels& scalar_kernels() {
-  static const IsaKernels kernels{"scalar", matmul_f32, matmul_f16, matmul_bf16, dot, axpy, scale,
+  static const IsaKernels kernels{"scalar", matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, dot, axpy, scale,
                                   f16_rows, bf16_rows};
   return kernels;
 }
