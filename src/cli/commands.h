@@ -16,5 +16,6 @@ void add_run_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_convert_command(CLI::App& app);  // convert and quantize
+void add_eval_command(CLI::App& app);
 
 }  // namespace retort::cli
