@@ -52,9 +52,12 @@ class Checkpoint {
   const TensorView& get(const std::string& name) const;  // error naming the checkpoint if absent
   std::vector<std::string> names() const;
   const std::string& directory() const { return directory_; }
-  uint64_t total_bytes() const;
+  std::vector<std::string> file_paths() const;  // the .safetensors files, in the order opened
+  uint64_t total_bytes() const;                 // sum of the tensors' data bytes
 
  private:
+  void add_file(const std::string& path);  // errors if a tensor name repeats across files
+
   std::string directory_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorView*> by_name_;
