@@ -48,6 +48,11 @@ void require_first_message(const std::vector<ChatMessage>& messages, ChatTemplat
 
 // DeepSeek-R1-Distill: the last system message goes first, right after BOS; earlier assistant
 // turns keep only what follows their last "</think>" (the reasoning is dropped).
+// The generation prompt opens the reasoning with "<think>\n", as the R1-Distill-Llama template
+// does unconditionally. The R1-Distill-Qwen-32B template in ../shared adds
+// `{% if not enable_thinking %}</think>{% endif %}`, so a renderer that passes no enable_thinking
+// at all would close the reasoning at once; retort treats thinking as on unless the caller turns
+// it off (ChatOptions::enable_thinking = false gives that "<think>\n</think>" form).
 std::string render_deepseek_r1(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                bool opens_reasoning, const ChatOptions& options) {
   std::string system_prompt;
