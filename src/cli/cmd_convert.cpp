@@ -6,6 +6,7 @@
 #include "quant/convert.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/mapped_file.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -45,6 +46,7 @@ void add_convert_command(CLI::App& app) {
   convert->add_option("-t,--threads", options->threads, "Threads for quantizing (default: all)");
   convert->callback([options] {
     set_thread_count(options->threads);
+    set_default_map_mode(MapMode::Map);  // each tensor is read once
     const QuantRecipe recipe = parse_quant_recipe(options->type);
     Timer timer;
     convert_hf_to_gguf(options->input, options->output, recipe, progress_printer());
@@ -58,6 +60,7 @@ void add_convert_command(CLI::App& app) {
   quantize->add_option("-t,--threads", options->threads, "Threads (default: all)");
   quantize->callback([options] {
     set_thread_count(options->threads);
+    set_default_map_mode(MapMode::Map);
     const QuantRecipe recipe = parse_quant_recipe(options->type);
     require(std::filesystem::absolute(options->input) != std::filesystem::absolute(options->output),
             ErrorKind::InvalidInput, "IN and OUT are the same file; write to a new file");

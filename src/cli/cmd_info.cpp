@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "model/tensor_table.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace retort::cli {
 
@@ -255,7 +256,10 @@ void add_info_command(CLI::App& app) {
   command->add_option("MODEL_DIR", *directory, "Hugging Face checkpoint directory (config.json + safetensors)")
       ->required();
   command->add_flag("--json", *as_json, "Print one JSON object instead of text");
-  command->callback([directory, as_json] { run_info(*directory, *as_json); });
+  command->callback([directory, as_json] {
+    set_default_map_mode(MapMode::Map);  // info reads headers, not weights
+    run_info(*directory, *as_json);
+  });
 }
 
 }  // namespace retort::cli

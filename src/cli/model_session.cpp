@@ -5,6 +5,7 @@
 #include "tokenizer/gguf_vocab.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/mapped_file.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -16,6 +17,9 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("-c,--ctx", options.context, "Context length in tokens (KV cache size)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  command.add_flag("--mmap", options.mmap,
+                   "Use the weights in place from the page cache (less memory; slower decode than the default of "
+                   "loading them into huge pages)");
 }
 
 void add_sampling_options(CLI::App& command, GenerationOptions& options) {
@@ -40,6 +44,7 @@ const Tokenizer& ModelSession::require_tokenizer() const {
 
 ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer) {
   set_thread_count(options.threads);
+  set_default_map_mode(options.mmap ? MapMode::Map : MapMode::LoadHugePages);
   ModelSession session;
   Timer timer;
   session.backend = std::make_unique<CpuBackend>();

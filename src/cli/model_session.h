@@ -17,6 +17,7 @@ struct ModelOptions {
   std::string model_path;
   int threads = 0;         // 0: all hardware threads
   int64_t context = 4096;  // KV cache positions (capped by the model's max positions)
+  bool mmap = false;       // view the weights in the page cache instead of loading them
 };
 
 void add_model_options(CLI::App& command, ModelOptions& options);

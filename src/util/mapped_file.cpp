@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -13,6 +14,34 @@
 #include "util/error.h"
 
 namespace retort {
+
+namespace {
+MapMode g_default_map_mode = MapMode::LoadHugePages;
+
+// Reads the whole file into fresh anonymous memory advised to use huge pages; nullptr on failure
+// (the caller falls back to mmap).
+void* load_into_huge_pages(int fd, size_t size) {
+  void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) return nullptr;
+  ::madvise(memory, size, MADV_HUGEPAGE);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, static_cast<char*>(memory) + done, std::min<size_t>(size - done, 64u << 20),
+                        static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::munmap(memory, size);
+      return nullptr;
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::mprotect(memory, size, PROT_READ);  // weights are read-only, as with the mapping
+  return memory;
+}
+}  // namespace
+
+void set_default_map_mode(MapMode mode) { g_default_map_mode = mode; }
+MapMode default_map_mode() { return g_default_map_mode; }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -26,7 +55,10 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     fail(ErrorKind::Io, "'{}' is not a regular file", path);
   }
   size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0) {
+  if (size_ > 0 && g_default_map_mode == MapMode::LoadHugePages) {
+    data_ = static_cast<const uint8_t*>(load_into_huge_pages(fd, size_));
+  }
+  if (size_ > 0 && data_ == nullptr) {
     void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (mapped == MAP_FAILED) {
       int err = errno;
