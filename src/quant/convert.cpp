@@ -62,15 +62,6 @@ DType tensor_type(QuantRecipe recipe, const ExpectedTensor& tensor, int64_t laye
   return type;
 }
 
-BlockType block_type(DType dtype) {
-  switch (dtype) {
-    case DType::Q8_0: return BlockType::Q8_0;
-    case DType::Q4_0: return BlockType::Q4_0;
-    case DType::Q4_K: return BlockType::Q4_K;
-    default: return BlockType::Q6_K;
-  }
-}
-
 // llama.cpp stores llama q/k rows so that rotary pairs are adjacent: within each head, row i of
 // the first half goes to 2i and row i of the second half to 2i + 1.
 std::vector<float> interleave_rotary_rows(const std::vector<float>& rows, int64_t heads, int64_t head_dim, int64_t cols) {
@@ -91,7 +82,7 @@ void encode(const std::vector<float>& values, DType type, int64_t rows, int64_t 
     auto* dst = reinterpret_cast<uint16_t*>(out.data());
     for (size_t i = 0; i < values.size(); ++i) dst[i] = type == DType::F16 ? f32_to_f16(values[i]) : f32_to_bf16(values[i]);
   } else {
-    quantize_rows(block_type(type), values.data(), out.data(), rows, cols);
+    quantize_rows(block_type_of(type), values.data(), out.data(), rows, cols);
   }
 }
 

@@ -151,6 +151,16 @@ bool block_is_quantizable(const float* values, int64_t count, float max_magnitud
 
 }  // namespace
 
+BlockType block_type_of(DType dtype) {
+  switch (dtype) {
+    case DType::Q8_0: return BlockType::Q8_0;
+    case DType::Q4_0: return BlockType::Q4_0;
+    case DType::Q4_K: return BlockType::Q4_K;
+    case DType::Q6_K: return BlockType::Q6_K;
+    default: fail(ErrorKind::Internal, "{} is not a block-quantized type", dtype_name(dtype));
+  }
+}
+
 const BlockFormat& block_format(BlockType type) { return codec_for(type).format; }
 
 int64_t quantized_row_bytes(BlockType type, int64_t cols) {

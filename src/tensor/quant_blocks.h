@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "tensor/dtype.h"
+
 namespace retort {
 
 enum class BlockType { Q8_0, Q4_0, Q4_K, Q6_K };
@@ -30,6 +32,9 @@ struct BlockFormat {
 };
 
 const BlockFormat& block_format(BlockType type);
+
+// The block format a DType stores (Q8_0, Q4_0, Q4_K, Q6_K); an Internal error for plain types.
+BlockType block_type_of(DType dtype);
 
 // Bytes of one quantized row of `cols` values; cols must be a multiple of block_elements.
 int64_t quantized_row_bytes(BlockType type, int64_t cols);

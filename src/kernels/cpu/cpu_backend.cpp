@@ -25,16 +25,6 @@ cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
   }
 }
 
-BlockType block_type_of(DType dtype) {
-  switch (dtype) {
-    case DType::Q8_0: return BlockType::Q8_0;
-    case DType::Q4_0: return BlockType::Q4_0;
-    case DType::Q4_K: return BlockType::Q4_K;
-    case DType::Q6_K: return BlockType::Q6_K;
-    default: fail(ErrorKind::Internal, "{} is not a block-quantized type", dtype_name(dtype));
-  }
-}
-
 // Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
 size_t row_grain(const WeightMatrix& w) {
   size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
