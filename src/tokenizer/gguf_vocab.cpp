@@ -22,12 +22,17 @@ std::string split_pattern(const GgufFile& gguf) {
        gguf.path(), name);
 }
 
-nlohmann::json array_of(const GgufFile& gguf, const std::string& key, bool required) {
+// The array under `key`, whose elements must all be strings (or all integers).
+nlohmann::json array_of(const GgufFile& gguf, const std::string& key, bool required, bool of_strings) {
   const GgufMetadata* entry = gguf.find(key);
   require(entry != nullptr || !required, ErrorKind::InvalidInput, "{}: '{}' is missing; the file embeds no tokenizer",
           gguf.path(), key);
   if (entry == nullptr) return nlohmann::json::array();
   require(entry->value.is_array(), ErrorKind::InvalidInput, "{}: '{}' should be an array", gguf.path(), key);
+  for (const auto& item : entry->value) {
+    require(of_strings ? item.is_string() : item.is_number_integer(), ErrorKind::InvalidInput,
+            "{}: '{}' should be an array of {}", gguf.path(), key, of_strings ? "strings" : "integers");
+  }
   return entry->value;
 }
 
@@ -38,8 +43,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& gguf) {
   require(model != nullptr && model->value == "gpt2", ErrorKind::Unsupported,
           "{}: tokenizer.ggml.model is {}; retort reads byte-level BPE ('gpt2') tokenizers", gguf.path(),
           model ? model->value.dump() : "missing");
-  const nlohmann::json tokens = array_of(gguf, "tokenizer.ggml.tokens", true);
-  const nlohmann::json types = array_of(gguf, "tokenizer.ggml.token_type", false);
+  const nlohmann::json tokens = array_of(gguf, "tokenizer.ggml.tokens", true, true);
+  const nlohmann::json types = array_of(gguf, "tokenizer.ggml.token_type", false, false);
   nlohmann::json vocab = nlohmann::json::object();
   nlohmann::json added = nlohmann::json::array();
   for (size_t id = 0; id < tokens.size(); ++id) {
@@ -65,7 +70,7 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& gguf) {
       {"post_processor", nullptr},
       {"decoder", byte_level},
       {"model",
-       {{"type", "BPE"}, {"ignore_merges", false}, {"vocab", vocab}, {"merges", array_of(gguf, "tokenizer.ggml.merges", true)}}},
+       {{"type", "BPE"}, {"ignore_merges", false}, {"vocab", vocab}, {"merges", array_of(gguf, "tokenizer.ggml.merges", true, true)}}},
   };
   nlohmann::json config = nlohmann::json::object();
   auto token_text = [&](const char* key) -> nlohmann::json {
