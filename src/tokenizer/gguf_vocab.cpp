@@ -42,7 +42,7 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& gguf) {
   const GgufMetadata* model = gguf.find("tokenizer.ggml.model");
   require(model != nullptr && model->value == "gpt2", ErrorKind::Unsupported,
           "{}: tokenizer.ggml.model is {}; retort reads byte-level BPE ('gpt2') tokenizers", gguf.path(),
-          model ? model->value.dump() : "missing");
+          model ? model->value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : "missing");
   const nlohmann::json tokens = array_of(gguf, "tokenizer.ggml.tokens", true, true);
   const nlohmann::json types = array_of(gguf, "tokenizer.ggml.token_type", false, false);
   nlohmann::json vocab = nlohmann::json::object();
@@ -85,7 +85,10 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& gguf) {
   if (const GgufMetadata* chat = gguf.find("tokenizer.chat_template"); chat && chat->value.is_string()) {
     config["chat_template"] = chat->value;
   }
-  return Tokenizer::from_json_text(tokenizer.dump(), config.dump(), gguf.path());
+  // GGUF strings need not be valid UTF-8; invalid bytes become U+FFFD rather than an exception.
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+  return Tokenizer::from_json_text(tokenizer.dump(-1, ' ', false, kReplace), config.dump(-1, ' ', false, kReplace),
+                                   gguf.path());
 }
 
 }  // namespace retort
