@@ -22,10 +22,7 @@ void on_interrupt(int) { g_interrupted.store(true); }
 struct ChatOptions {
   ModelOptions model;
   GenerationOptions generation;
-  std::string system;
-  std::string template_name;
-  bool hide_think = false;
-  bool quiet = false;
+  ChatDisplayOptions chat;
 };
 
 const char* kHelp =
@@ -55,7 +52,7 @@ class ChatLoop {
  public:
   ChatLoop(ChatOptions options, ModelSession& session)
       : options_(std::move(options)), session_(session), tokenizer_(session.require_tokenizer()),
-        template_(resolve_chat_template(tokenizer_, options_.template_name)) {
+        template_(resolve_chat_template(tokenizer_, options_.chat.template_name)) {
     reset();
   }
 
@@ -78,7 +75,7 @@ class ChatLoop {
  private:
   void reset() {
     messages_.clear();
-    if (!options_.system.empty()) messages_.push_back({"system", options_.system});
+    if (!options_.chat.system.empty()) messages_.push_back({"system", options_.chat.system});
     session_.cache->release(sequence_.kv);
     sequence_.tokens.clear();
   }
@@ -90,7 +87,7 @@ class ChatLoop {
     if (name == "/exit" || name == "/quit") return false;
     if (name == "/reset") reset(), std::puts("(conversation cleared)");
     else if (name == "/set") std::puts(apply_setting(options_.generation, arg1, arg2).c_str());
-    else if (name == "/think") options_.hide_think = arg1 == "hide", std::puts(options_.hide_think ? "(reasoning hidden)" : "(reasoning shown)");
+    else if (name == "/think") options_.chat.hide_think = arg1 == "hide", std::puts(options_.chat.hide_think ? "(reasoning hidden)" : "(reasoning shown)");
     else std::puts(kHelp);
     return true;
   }
@@ -98,7 +95,7 @@ class ChatLoop {
   void reply(const std::string& user_text) {
     messages_.push_back({"user", user_text});
     ChatPrompt prompt = build_chat_prompt(tokenizer_, template_, messages_);
-    StreamPrinter printer(options_.hide_think ? ReasoningDisplay::Hide : ReasoningDisplay::Dim, prompt.opens_reasoning);
+    StreamPrinter printer(options_.chat.hide_think ? ReasoningDisplay::Hide : ReasoningDisplay::Dim, prompt.opens_reasoning);
     std::string answer = prompt.opens_reasoning ? "<think>\n" : "";
     g_interrupted.store(false);
     GenerationStats stats;
@@ -115,7 +112,7 @@ class ChatLoop {
     std::printf("\n");
     if (stats.cancelled) std::puts("(stopped)");
     messages_.push_back({"assistant", answer});
-    if (!options_.quiet) {
+    if (!options_.chat.quiet) {
       std::fprintf(stderr, "%s\n", format_speed(stats, session_.transformer().weights().matrix_bytes).c_str());
     }
   }
@@ -145,10 +142,7 @@ void add_chat_command(CLI::App& app) {
   auto* command = app.add_subcommand("chat", "Interactive multi-turn chat with a model");
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
-  command->add_option("--system", options->system, "System message");
-  command->add_option("--template", options->template_name, "Chat template: deepseek-r1, deepseek-r1-legacy, chatml, llama3");
-  command->add_flag("--hide-think", options->hide_think, "Do not show the <think> reasoning");
-  command->add_flag("-q,--quiet", options->quiet, "Do not print the speed after each reply");
+  add_chat_display_options(*command, options->chat);
   command->callback([options] { run_chat(*options); });
 }
 

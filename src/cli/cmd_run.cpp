@@ -16,11 +16,8 @@ struct RunOptions {
   ModelOptions model;
   GenerationOptions generation;
   std::string prompt;
-  std::string system;
-  std::string template_name;
+  ChatDisplayOptions chat;
   bool raw = false;
-  bool hide_think = false;
-  bool quiet = false;
 };
 
 void run_prompt(const RunOptions& options) {
@@ -33,20 +30,20 @@ void run_prompt(const RunOptions& options) {
     tokens = tokenizer.encode(options.prompt, /*add_special=*/true);
   } else {
     std::vector<ChatMessage> messages;
-    if (!options.system.empty()) messages.push_back({"system", options.system});
+    if (!options.chat.system.empty()) messages.push_back({"system", options.chat.system});
     messages.push_back({"user", options.prompt});
-    ChatPrompt prompt = build_chat_prompt(tokenizer, resolve_chat_template(tokenizer, options.template_name), messages);
+    ChatPrompt prompt = build_chat_prompt(tokenizer, resolve_chat_template(tokenizer, options.chat.template_name), messages);
     tokens = std::move(prompt.tokens);
     opens_reasoning = prompt.opens_reasoning;
   }
-  StreamPrinter printer(options.hide_think ? ReasoningDisplay::Hide : ReasoningDisplay::Dim, opens_reasoning);
+  StreamPrinter printer(options.chat.hide_think ? ReasoningDisplay::Hide : ReasoningDisplay::Dim, opens_reasoning);
   CachedSequence sequence;
   GenerationStats stats = generate(session.transformer(), *session.cache, sequence, tokenizer, tokens,
                                    options.generation, [&](std::string_view text) { printer.print(text); });
   printer.finish();
   std::printf("\n");
   if (stats.context_full) spdlog::warn("stopped: the context ({} tokens) is full", session.cache->capacity_tokens());
-  if (!options.quiet) std::fprintf(stderr, "%s\n", format_speed(stats, session.model->transformer->weights().matrix_bytes).c_str());
+  if (!options.chat.quiet) std::fprintf(stderr, "%s\n", format_speed(stats, session.model->transformer->weights().matrix_bytes).c_str());
 }
 
 }  // namespace
@@ -56,12 +53,9 @@ void add_run_command(CLI::App& app) {
   auto* command = app.add_subcommand("run", "Generate a reply to one prompt, streamed to stdout");
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
+  add_chat_display_options(*command, options->chat);
   command->add_option("-p,--prompt", options->prompt, "The prompt")->required();
-  command->add_option("--system", options->system, "System message");
-  command->add_option("--template", options->template_name, "Chat template: deepseek-r1, deepseek-r1-legacy, chatml, llama3");
   command->add_flag("--raw", options->raw, "Continue the text as is, without the chat template");
-  command->add_flag("--hide-think", options->hide_think, "Do not show the <think> reasoning");
-  command->add_flag("-q,--quiet", options->quiet, "Do not print the speed at the end");
   command->callback([options] { run_prompt(*options); });
 }
 

@@ -22,6 +22,13 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                    "loading them into huge pages)");
 }
 
+void add_chat_display_options(CLI::App& command, ChatDisplayOptions& options) {
+  command.add_option("--system", options.system, "System message");
+  command.add_option("--template", options.template_name, "Chat template: deepseek-r1, deepseek-r1-legacy, chatml, llama3");
+  command.add_flag("--hide-think", options.hide_think, "Do not show the <think> reasoning");
+  command.add_flag("-q,--quiet", options.quiet, "Do not print the speed");
+}
+
 void add_sampling_options(CLI::App& command, GenerationOptions& options) {
   SamplingParams& s = options.sampling;
   command.add_option("-n,--max-tokens", options.max_tokens, "Most tokens to generate")->capture_default_str();

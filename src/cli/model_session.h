@@ -21,6 +21,15 @@ struct ModelOptions {
 };
 
 void add_model_options(CLI::App& command, ModelOptions& options);
+
+// How run and chat build the prompt and show the reply.
+struct ChatDisplayOptions {
+  std::string system;         // system message
+  std::string template_name;  // empty: the one tokenizer_config.json carries
+  bool hide_think = false;
+  bool quiet = false;         // no speed line
+};
+void add_chat_display_options(CLI::App& command, ChatDisplayOptions& options);
 void add_sampling_options(CLI::App& command, GenerationOptions& options);
 
 struct ModelSession {
