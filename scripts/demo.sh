@@ -31,7 +31,8 @@ echo "text: $BACK"
 MODEL=.cache/demo/r1-tiny
 echo "== retort init: $MODEL (random weights, real vocabulary)"
 $RETORT init --config configs/models/demo-qwen2-tiny.json --out "$MODEL" --seed 1 --tokenizer "$TOKENIZER"
-$RETORT info "$MODEL" | head -n 12
+$RETORT info "$MODEL" > .cache/demo/info.txt   # (not piped into head: pipefail would see SIGPIPE)
+head -n 12 .cache/demo/info.txt
 for type in bf16 q8_0; do
   echo "== retort convert --type $type"
   $RETORT convert "$MODEL" -o ".cache/demo/r1-tiny-$type.gguf" --type "$type"
