@@ -1,4 +1,5 @@
 #include "util/cpu_features.h"
+#include "util/text.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -20,21 +21,15 @@
 namespace retort {
 namespace {
 
-std::string trim(std::string text) {
-  const char* space = " \t\r\n";
-  auto first = text.find_first_not_of(space);
-  if (first == std::string::npos) return {};
-  auto last = text.find_last_not_of(space);
-  return text.substr(first, last - first + 1);
-}
-
 // The value of the first "key : value" line of /proc/cpuinfo with this key; empty when absent.
 std::string proc_cpuinfo_value(const std::string& key) {
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
   while (std::getline(cpuinfo, line)) {
     auto colon = line.find(':');
-    if (colon != std::string::npos && trim(line.substr(0, colon)) == key) return trim(line.substr(colon + 1));
+    if (colon != std::string::npos && trim_ascii_whitespace(std::string_view(line).substr(0, colon)) == key) {
+      return std::string(trim_ascii_whitespace(std::string_view(line).substr(colon + 1)));
+    }
   }
   return {};
 }
@@ -113,7 +108,7 @@ std::string brand_string() {
     unsigned words[4] = {registers.eax, registers.ebx, registers.ecx, registers.edx};
     std::memcpy(brand + 16 * part, words, 16);
   }
-  return trim(brand);
+  return std::string(trim_ascii_whitespace(brand));
 }
 
 // Linux (5.16+) makes a process ask before it may use AMX tile data; asking is idempotent and is

@@ -1,4 +1,5 @@
 #include "util/system_info.h"
+#include "util/text.h"
 
 #include <charconv>
 #include <fstream>
@@ -15,17 +16,9 @@ std::string read_text_file(const std::filesystem::path& path) {
   return text.str();
 }
 
-std::string_view trim(std::string_view text) {
-  const char* space = " \t\r\n";
-  auto first = text.find_first_not_of(space);
-  if (first == std::string_view::npos) return {};
-  auto last = text.find_last_not_of(space);
-  return text.substr(first, last - first + 1);
-}
-
 // Parses a leading unsigned number in the given base; 0 when there is none.
 uint64_t parse_number(std::string_view text, int base = 10) {
-  text = trim(text);
+  text = trim_ascii_whitespace(text);
   if (base == 16 && text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
   uint64_t value = 0;
   std::from_chars(text.data(), text.data() + text.size(), value, base);
@@ -35,7 +28,7 @@ uint64_t parse_number(std::string_view text, int base = 10) {
 // The container's memory limit: cgroup v2's memory.max, else cgroup v1's limit_in_bytes. v1
 // reports "unlimited" as a huge number, so a limit above physical memory counts as none.
 uint64_t read_cgroup_limit(const std::filesystem::path& root, uint64_t total_bytes) {
-  std::string v2 = std::string(trim(read_text_file(root / "sys/fs/cgroup/memory.max")));
+  std::string v2 = std::string(trim_ascii_whitespace(read_text_file(root / "sys/fs/cgroup/memory.max")));
   uint64_t limit = 0;
   if (!v2.empty() && v2 != "max") {
     limit = parse_number(v2);
@@ -54,8 +47,8 @@ MemoryInfo parse_meminfo(std::string_view meminfo_text) {
   while (std::getline(lines, line)) {
     auto colon = line.find(':');
     if (colon == std::string::npos) continue;
-    std::string_view key = trim(std::string_view(line).substr(0, colon));
-    std::string_view value = trim(std::string_view(line).substr(colon + 1));
+    std::string_view key = trim_ascii_whitespace(std::string_view(line).substr(0, colon));
+    std::string_view value = trim_ascii_whitespace(std::string_view(line).substr(colon + 1));
     bool in_kib = value.size() > 3 && value.substr(value.size() - 3) == " kB";
     uint64_t number = parse_number(in_kib ? value.substr(0, value.size() - 3) : value);
     uint64_t bytes = in_kib ? number * 1024 : number;
@@ -76,7 +69,7 @@ MemoryInfo parse_meminfo(std::string_view meminfo_text) {
 std::string parse_selected_mode(std::string_view sysfs_text) {
   auto open = sysfs_text.find('[');
   auto close = sysfs_text.find(']', open == std::string_view::npos ? 0 : open);
-  if (open == std::string_view::npos || close == std::string_view::npos) return std::string(trim(sysfs_text));
+  if (open == std::string_view::npos || close == std::string_view::npos) return std::string(trim_ascii_whitespace(sysfs_text));
   return std::string(sysfs_text.substr(open + 1, close - open - 1));
 }
 
