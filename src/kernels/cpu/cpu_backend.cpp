@@ -15,13 +15,18 @@ namespace retort {
 
 namespace {
 
+// The SIMD tile loop for a weight type; nullptr for block types that go through
+// matmul_quantized (dequantize a row, then dot).
 cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
   switch (dtype) {
     case DType::F32: return kernels.matmul_f32;
     case DType::F16: return kernels.matmul_f16;
     case DType::BF16: return kernels.matmul_bf16;
     case DType::Q8_0: return kernels.matmul_q8_0;
-    default: fail(ErrorKind::Unsupported, "matmul has no kernel for weights of type {}", dtype_name(dtype));
+    default:
+      require(is_block_quantized(dtype), ErrorKind::Unsupported, "matmul has no kernel for weights of type {}",
+              dtype_name(dtype));
+      return nullptr;
   }
 }
 
@@ -61,11 +66,11 @@ void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int6
     matmul_gemm(out, in, w, tokens);
     return;
   }
-  if (is_block_quantized(w.dtype) && w.dtype != DType::Q8_0) {
+  cpu::MatmulTileFn tile = tile_for(kernels_, w.dtype);
+  if (tile == nullptr) {
     matmul_quantized(out, in, w, tokens);
     return;
   }
-  cpu::MatmulTileFn tile = tile_for(kernels_, w.dtype);
   thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
     tile(out, w.rows, in, w.cols, w.data, w.cols, static_cast<int64_t>(begin), static_cast<int64_t>(end),
          tokens);
