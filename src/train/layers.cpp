@@ -1,0 +1,354 @@
+#include "train/layers.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "util/thread_pool.h"
+
+namespace retort::train {
+
+namespace {
+
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+               const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// Splits [0, count) into pieces of at least `grain` for the pool.
+template <typename Body>
+void parallel_rows(int64_t count, int64_t grain, Body&& body) {
+  thread_pool().parallel_for(static_cast<size_t>(count), static_cast<size_t>(std::max<int64_t>(grain, 1)),
+                             [&](size_t begin, size_t end) { body(int64_t(begin), int64_t(end)); });
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  constexpr int64_t kPanel = 32;
+  if (M * N * K < (int64_t(1) << 18) || thread_pool().size() == 1) {
+    blas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (M >= N) {  // panels of output rows
+    parallel_rows((M + kPanel - 1) / kPanel, 1, [&](int64_t begin, int64_t end) {
+      const int64_t m0 = begin * kPanel, m1 = std::min(M, end * kPanel);
+      const T* a = trans_a ? A + m0 : A + m0 * lda;
+      blas_gemm(trans_a, trans_b, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
+    });
+  } else {  // panels of output columns
+    parallel_rows((N + kPanel - 1) / kPanel, 1, [&](int64_t begin, int64_t end) {
+      const int64_t n0 = begin * kPanel, n1 = std::min(N, end * kPanel);
+      const T* b = trans_b ? B + n0 * ldb : B + n0;
+      blas_gemm(trans_a, trans_b, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
+    });
+  }
+}
+
+template <typename T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, int64_t N, int64_t C) {
+  parallel_rows(N, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) std::copy_n(wte + int64_t(tokens[n]) * C, C, out + n * C);
+  });
+}
+
+template <typename T>
+void embedding_backward(T* dwte, const T* dout, const int32_t* tokens, int64_t N, int64_t C) {
+  // Serial over rows: two rows may name the same token, and a fixed order keeps results exact.
+  for (int64_t n = 0; n < N; ++n) {
+    T* row = dwte + int64_t(tokens[n]) * C;
+    const T* d = dout + n * C;
+    for (int64_t c = 0; c < C; ++c) row[c] += d[c];
+  }
+}
+
+template <typename T>
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C, double eps) {
+  parallel_rows(N, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* x = inp + n * C;
+      double sum = 0;
+      for (int64_t c = 0; c < C; ++c) sum += double(x[c]) * double(x[c]);
+      const T r = T(1.0 / std::sqrt(sum / double(C) + eps));
+      T* y = out + n * C;
+      for (int64_t c = 0; c < C; ++c) y[c] = x[c] * r * weight[c];
+      rstd[n] = r;
+    }
+  });
+}
+
+template <typename T>
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int64_t N,
+                      int64_t C) {
+  // y = w ⊙ x·r with r = (mean x² + ε)^(−1/2):  dx = r·(w⊙dy) − x·r³/C · Σ (w⊙dy⊙x)
+  parallel_rows(N, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* x = inp + n * C;
+      const T* dy = dout + n * C;
+      const double r = double(rstd[n]);
+      double dot = 0;
+      for (int64_t c = 0; c < C; ++c) dot += double(weight[c]) * double(dy[c]) * double(x[c]);
+      const T k = T(dot * r * r * r / double(C));
+      T* dx = dinp + n * C;
+      for (int64_t c = 0; c < C; ++c) dx[c] += T(r) * weight[c] * dy[c] - x[c] * k;
+    }
+  });
+  // Weight gradient: split over columns so each sum runs over rows in a fixed order.
+  parallel_rows(C, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t n = 0; n < N; ++n) {
+      const T* x = inp + n * C;
+      const T* dy = dout + n * C;
+      const T r = rstd[n];
+      for (int64_t c = begin; c < end; ++c) dweight[c] += dy[c] * x[c] * r;
+    }
+  });
+}
+
+template <typename T>
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C, int64_t OC) {
+  if (bias != nullptr) {
+    for (int64_t n = 0; n < N; ++n) std::copy_n(bias, OC, out + n * OC);
+  }
+  gemm<T>(false, true, N, OC, C, T(1), inp, C, weight, C, bias != nullptr ? T(1) : T(0), out, OC);
+}
+
+template <typename T>
+void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t N,
+                     int64_t C, int64_t OC) {
+  gemm<T>(false, false, N, C, OC, T(1), dout, OC, weight, C, T(0), dinp, C);    // dinp = dout · W
+  gemm<T>(true, false, OC, C, N, T(1), dout, OC, inp, C, T(1), dweight, C);     // dW += doutᵀ · inp
+  if (dbias != nullptr) {
+    parallel_rows(OC, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = begin; o < end; ++o) dbias[o] += dout[n * OC + o];
+    });
+  }
+}
+
+namespace {
+template <typename T>
+void rotate(T* x, const T* cos, const T* sin, int64_t N, int64_t seq_len, int64_t stride, int64_t heads,
+            int64_t head_dim, T direction) {
+  const int64_t half = head_dim / 2;
+  parallel_rows(N, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* c = cos + (n % seq_len) * half;
+      const T* s = sin + (n % seq_len) * half;
+      for (int64_t h = 0; h < heads; ++h) {
+        T* v = x + n * stride + h * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const T a = v[i], b = v[i + half], sn = direction * s[i];
+          v[i] = a * c[i] - b * sn;
+          v[i + half] = b * c[i] + a * sn;
+        }
+      }
+    }
+  });
+}
+}  // namespace
+
+template <typename T>
+void rope_forward(T* x, const T* cos, const T* sin, int64_t N, int64_t seq_len, int64_t row_stride, int64_t heads,
+                  int64_t head_dim) {
+  rotate(x, cos, sin, N, seq_len, row_stride, heads, head_dim, T(1));
+}
+
+template <typename T>
+void rope_backward(T* dx, const T* cos, const T* sin, int64_t N, int64_t seq_len, int64_t row_stride,
+                   int64_t heads, int64_t head_dim) {
+  rotate(dx, cos, sin, N, seq_len, row_stride, heads, head_dim, T(-1));
+}
+
+template <typename T>
+void attention_forward(T* out, T* att, const T* qkv, const AttentionDims& d) {
+  const int64_t S = d.qkv_stride(), hd = d.head_dim, Tn = d.T, group = d.H / d.KV;
+  const T scale = T(1.0 / std::sqrt(double(hd)));
+  parallel_rows(d.B * d.H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / d.H, h = task % d.H, g = h / group;
+      const T* q = qkv + b * Tn * S + h * hd;
+      const T* k = qkv + b * Tn * S + (d.H + g) * hd;
+      const T* v = qkv + b * Tn * S + (d.H + d.KV + g) * hd;
+      T* p = att + task * Tn * Tn;
+      gemm<T>(false, true, Tn, Tn, hd, scale, q, S, k, S, T(0), p, Tn);  // scores (upper half unused)
+      for (int64_t t = 0; t < Tn; ++t) {
+        T* row = p + t * Tn;
+        T max = row[0];
+        for (int64_t j = 1; j <= t; ++j) max = std::max(max, row[j]);
+        double sum = 0;
+        for (int64_t j = 0; j <= t; ++j) {
+          row[j] = std::exp(row[j] - max);
+          sum += double(row[j]);
+        }
+        const T inv = T(1.0 / sum);
+        for (int64_t j = 0; j <= t; ++j) row[j] *= inv;
+        std::fill(row + t + 1, row + Tn, T(0));
+      }
+      gemm<T>(false, false, Tn, hd, Tn, T(1), p, Tn, v, S, T(0), out + b * Tn * d.H * hd + h * hd, d.H * hd);
+    }
+  });
+}
+
+template <typename T>
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, const AttentionDims& d) {
+  const int64_t S = d.qkv_stride(), hd = d.head_dim, Tn = d.T, group = d.H / d.KV, O = d.H * hd;
+  const T scale = T(1.0 / std::sqrt(double(hd)));
+  // One task per (sequence, kv head): the query heads of a group all add into its dK and dV.
+  parallel_rows(d.B * d.KV, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> dp(static_cast<size_t>(Tn * Tn));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / d.KV, g = task % d.KV;
+      const T* base = qkv + b * Tn * S;
+      T* dbase = dqkv + b * Tn * S;
+      T* dk = dbase + (d.H + g) * hd;
+      T* dv = dbase + (d.H + d.KV + g) * hd;
+      for (int64_t t = 0; t < Tn; ++t) {
+        std::fill_n(dk + t * S, hd, T(0));
+        std::fill_n(dv + t * S, hd, T(0));
+      }
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        const T* p = att + (b * d.H + h) * Tn * Tn;
+        const T* dy = dout + b * Tn * O + h * hd;
+        const T* q = base + h * hd;
+        const T* k = base + (d.H + g) * hd;
+        const T* v = base + (d.H + d.KV + g) * hd;
+        gemm<T>(false, true, Tn, Tn, hd, T(1), dy, O, v, S, T(0), dp.data(), Tn);  // dP = dY · Vᵀ
+        gemm<T>(true, false, Tn, hd, Tn, T(1), p, Tn, dy, O, T(1), dv, S);         // dV += Pᵀ · dY
+        for (int64_t t = 0; t < Tn; ++t) {  // dS = P ⊙ (dP − Σ P⊙dP), scaled for the score's 1/√d
+          const T* prow = p + t * Tn;
+          T* row = dp.data() + t * Tn;
+          double dot = 0;
+          for (int64_t j = 0; j <= t; ++j) dot += double(prow[j]) * double(row[j]);
+          for (int64_t j = 0; j <= t; ++j) row[j] = prow[j] * (row[j] - T(dot)) * scale;
+          std::fill(row + t + 1, row + Tn, T(0));
+        }
+        gemm<T>(false, false, Tn, hd, Tn, T(1), dp.data(), Tn, k, S, T(0), dbase + h * hd, S);  // dQ = dS · K
+        gemm<T>(true, false, Tn, hd, Tn, T(1), dp.data(), Tn, q, S, T(1), dk, S);              // dK += dSᵀ · Q
+      }
+    }
+  });
+}
+
+template <typename T>
+void swiglu_forward(T* out, const T* gate_up, int64_t N, int64_t F) {
+  parallel_rows(N, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* gate = gate_up + n * 2 * F;
+      const T* up = gate + F;
+      T* y = out + n * F;
+      for (int64_t f = 0; f < F; ++f) y[f] = gate[f] / (T(1) + std::exp(-gate[f])) * up[f];
+    }
+  });
+}
+
+template <typename T>
+void swiglu_backward(T* dgate_up, const T* dout, const T* gate_up, int64_t N, int64_t F) {
+  // silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
+  parallel_rows(N, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* gate = gate_up + n * 2 * F;
+      const T* up = gate + F;
+      const T* dy = dout + n * F;
+      T* dgate = dgate_up + n * 2 * F;
+      T* dup = dgate + F;
+      for (int64_t f = 0; f < F; ++f) {
+        const T sig = T(1) / (T(1) + std::exp(-gate[f]));
+        dup[f] = dy[f] * gate[f] * sig;
+        dgate[f] = dy[f] * up[f] * sig * (T(1) + gate[f] * (T(1) - sig));
+      }
+    }
+  });
+}
+
+template <typename T>
+void residual_forward(T* out, const T* a, const T* b, int64_t n) {
+  parallel_rows(n, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+namespace {
+// log Σ exp(row) computed in double around the row's maximum.
+template <typename T>
+double log_sum_exp(const T* row, int64_t V, T* max_out) {
+  T max = row[0];
+  for (int64_t v = 1; v < V; ++v) max = std::max(max, row[v]);
+  double sum = 0;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v] - max));
+  *max_out = max;
+  return std::log(sum);
+}
+}  // namespace
+
+template <typename T>
+int64_t cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N, int64_t V) {
+  parallel_rows(N, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      if (targets[n] < 0) {
+        losses[n] = 0;
+        continue;
+      }
+      T max;
+      const T* row = logits + n * V;
+      const double lse = log_sum_exp(row, V, &max);
+      losses[n] = T(lse - double(row[targets[n]] - max));
+    }
+  });
+  int64_t counted = 0;
+  for (int64_t n = 0; n < N; ++n) counted += targets[n] >= 0 ? 1 : 0;
+  return counted;
+}
+
+template <typename T>
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
+                            double scale) {
+  parallel_rows(N, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* row = logits + n * V;
+      T* drow = dlogits + n * V;
+      if (targets[n] < 0) {
+        std::fill_n(drow, V, T(0));
+        continue;
+      }
+      T max;
+      const double lse = log_sum_exp(row, V, &max);
+      for (int64_t v = 0; v < V; ++v) drow[v] = T(std::exp(double(row[v] - max) - lse) * scale);
+      drow[targets[n]] -= T(scale);
+    }
+  });
+}
+
+#define RETORT_INSTANTIATE_LAYERS(T)                                                                              \
+  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,   \
+                        int64_t);                                                                                  \
+  template void embedding_forward<T>(T*, const int32_t*, const T*, int64_t, int64_t);                            \
+  template void embedding_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t);                           \
+  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);                        \
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);           \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);                  \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);         \
+  template void rope_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t);            \
+  template void rope_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t);           \
+  template void attention_forward<T>(T*, T*, const T*, const AttentionDims&);                                    \
+  template void attention_backward<T>(T*, const T*, const T*, const T*, const AttentionDims&);                   \
+  template void swiglu_forward<T>(T*, const T*, int64_t, int64_t);                                               \
+  template void swiglu_backward<T>(T*, const T*, const T*, int64_t, int64_t);                                    \
+  template void residual_forward<T>(T*, const T*, const T*, int64_t);                                            \
+  template int64_t cross_entropy_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t);                     \
+  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t, double);
+
+RETORT_INSTANTIATE_LAYERS(float)
+RETORT_INSTANTIATE_LAYERS(double)
+
+}  // namespace retort::train

@@ -1,0 +1,63 @@
+#pragma once
+// AdamW as PyTorch defines it (bias-corrected moments, decoupled weight decay applied to tensors
+// with two or more dimensions only), learning-rate schedules and clipping by global norm. All of
+// it works on the flat parameter/gradient allocations, so it is a loop over elements.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/parameters.h"
+
+namespace retort::train {
+
+struct AdamWConfig {
+  double lr = 5e-5;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+};
+
+class AdamW {
+ public:
+  AdamW(const ParameterLayout& layout, AdamWConfig config);
+
+  // One update with learning rate `lr` (the schedule's value for this step).
+  void step(float* params, const float* grads, double lr);
+
+  int64_t steps_taken() const { return step_; }
+  const AdamWConfig& config() const { return config_; }
+  // Both moments, one allocation: [m (P) | v (P)]; views below.
+  std::vector<float>& moments() { return moments_; }
+  const std::vector<float>& moments() const { return moments_; }
+  float* first_moment() { return moments_.data(); }
+  float* second_moment() { return moments_.data() + layout_.total; }
+  void set_steps_taken(int64_t steps) { step_ = steps; }
+
+ private:
+  const ParameterLayout& layout_;
+  AdamWConfig config_;
+  std::vector<float> moments_;
+  int64_t step_ = 0;
+};
+
+enum class LrDecay { Constant, Cosine, Linear };
+LrDecay parse_lr_decay(const std::string& name);  // "constant", "cosine", "linear"
+std::string_view lr_decay_name(LrDecay decay);
+
+struct LrSchedule {
+  double lr = 5e-5;
+  int64_t warmup_steps = 0;  // linear from lr/warmup_steps up to lr
+  int64_t total_steps = 1;   // decay reaches min_lr here
+  LrDecay decay = LrDecay::Constant;
+  double min_lr = 0;
+
+  double at(int64_t step) const;  // step counts from 0
+};
+
+// Euclidean norm over all gradients (accumulated in double).
+double global_grad_norm(const float* grads, size_t count);
+// Scales grads so their norm is at most max_norm (no-op when max_norm <= 0); returns the norm before.
+double clip_grad_norm(float* grads, size_t count, double max_norm);
+
+}  // namespace retort::train

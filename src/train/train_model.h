@@ -1,0 +1,95 @@
+#pragma once
+// The Qwen2/Llama decoder for training: a forward that saves what the backward needs, and the
+// backward, layer by layer (train/layers.h). Parameters, gradients, activations and activation
+// gradients each live in one allocation viewed through structs of named pointers.
+#include <cstdint>
+#include <vector>
+
+#include "io/model_config.h"
+#include "train/layers.h"
+#include "train/parameters.h"
+
+namespace retort::train {
+
+struct TrainModelOptions {
+  // Keep only each layer's input (the residual stream) and recompute the layer in backward.
+  bool activation_checkpointing = false;
+};
+
+struct LossSum {
+  double sum = 0;       // Σ of per-token cross-entropy over counted targets
+  int64_t targets = 0;  // how many targets counted (those ≥ 0)
+};
+
+template <typename T>
+struct LayerActivations {
+  T* ln1;        // [N, C]
+  T* ln1_rstd;   // [N]
+  T* qkv;        // [N, (H+2KV)·hd], q and k after RoPE
+  T* att;        // [B, H, T, T] attention probabilities
+  T* atty;       // [N, H·hd] attention output before o_proj
+  T* res_mid;    // [N, C] residual after attention
+  T* ln2;        // [N, C]
+  T* ln2_rstd;   // [N]
+  T* gate_up;    // [N, 2F]
+  T* swiglu;     // [N, F]
+};
+
+template <typename T>
+class TrainModel {
+ public:
+  TrainModel(const ModelConfig& config, int64_t batch, int64_t seq_len, TrainModelOptions options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const ParameterLayout& layout() const { return layout_; }
+  int64_t batch() const { return B_; }
+  int64_t seq_len() const { return T_; }
+  T* params() { return params_.data(); }
+  const T* params() const { return params_.data(); }
+  T* grads() { return grads_.data(); }
+  const T* grads() const { return grads_.data(); }
+  size_t parameter_count() const { return layout_.total; }
+  size_t activation_bytes() const { return (acts_.size() + dacts_.size()) * sizeof(T); }
+
+  // Runs [B, T] inputs (row n at position n % T); with targets (−1 = ignored), returns the summed
+  // loss. The logits stay readable until backward() overwrites them with their gradient.
+  LossSum forward(const int32_t* inputs, const int32_t* targets);
+  const T* logits() const { return logits_; }  // [N, V]
+
+  void zero_grad();
+  // Adds this micro-batch's gradients into grads(): d(loss_scale · Σ losses) / dθ.
+  void backward(double loss_scale);
+
+ private:
+  void layer_forward(int64_t layer, const LayerActivations<T>& a);
+  void layer_backward(int64_t layer, const LayerActivations<T>& a);
+  const LayerActivations<T>& layer_acts(int64_t layer) const;
+
+  ModelConfig config_;
+  ParameterLayout layout_;
+  int64_t B_, T_, N_;
+  TrainModelOptions options_;
+  std::vector<T> params_, grads_;
+  ParameterViews<T> w_, dw_;
+  std::vector<T> rope_cos_, rope_sin_;  // [T, hd/2]
+
+  std::vector<T> acts_;                      // every forward activation, one allocation
+  std::vector<LayerActivations<T>> layers_;  // one per layer, or a single shared one when checkpointing
+  T* residual_ = nullptr;                    // [(L+1), N, C] the residual stream at each layer's input
+  T* final_norm_ = nullptr;                  // [N, C]
+  T* final_rstd_ = nullptr;                  // [N]
+  T* logits_ = nullptr;                      // [N, V]
+  T* losses_ = nullptr;                      // [N]
+
+  std::vector<T> dacts_;  // activation gradients, one allocation
+  T* dx_ = nullptr;       // [N, C] gradient of the residual stream
+  T* dln_ = nullptr;      // [N, C]
+  T* dqkv_ = nullptr;     // [N, (H+2KV)·hd]
+  T* datty_ = nullptr;    // [N, H·hd]
+  T* dswiglu_ = nullptr;  // [N, F]
+  T* dgate_up_ = nullptr; // [N, 2F]
+
+  std::vector<int32_t> inputs_, targets_;  // [N] of the last forward
+};
+
+}  // namespace retort::train
