@@ -6,9 +6,11 @@
 
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "tensor/quant_blocks.h"
 #include "util/thread_pool.h"
 
 namespace retort {
@@ -66,6 +68,37 @@ void MatmulShapes(benchmark::internal::Benchmark* b) {
   }
 }
 BENCHMARK(BM_MatmulBf16)->Apply(MatmulShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Block-quantized weights on the integer dot-product path (few tokens) or sgemm (many); args:
+// rows, cols, tokens, dtype (0 q8_0, 1 q4_0, 2 q4_k, 3 q6_k). Same shapes as BM_MatmulBf16, whose
+// bytes/s and time per call are the baseline.
+void BM_MatmulQuantized(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), tokens = state.range(2);
+  const DType dtypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+  const DType dtype = dtypes[state.range(3)];
+  MatmulCase c = make_case(rows, cols, tokens);
+  std::vector<float> values(static_cast<size_t>(rows * cols));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = bf16_to_f32(c.weights[i]);
+  std::vector<uint8_t> packed(dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows));
+  quantize_rows(block_type_of(dtype), values.data(), packed.data(), rows, cols);
+  CpuBackend backend;
+  const WeightMatrix matrix{dtype, packed.data(), rows, cols};
+  for (auto _ : state) {
+    backend.matmul(c.out.data(), c.in.data(), matrix, tokens);
+    benchmark::DoNotOptimize(c.out.data());
+  }
+  state.SetLabel(backend.name() + " " + std::string(dtype_name(dtype)));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(packed.size()));
+}
+
+void QuantizedShapes(benchmark::internal::Benchmark* b) {
+  for (int64_t dtype : {0, 1, 2, 3})
+    for (int64_t tokens : {1, 4}) {
+      b->Args({8960, 1536, tokens, dtype});
+      b->Args({1536, 8960, tokens, dtype});
+    }
+}
+BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace retort

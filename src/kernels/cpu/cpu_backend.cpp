@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "tensor/quant_blocks.h"
@@ -27,6 +28,18 @@ cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
       require(is_block_quantized(dtype), ErrorKind::Unsupported, "matmul has no kernel for weights of type {}",
               dtype_name(dtype));
       return nullptr;
+  }
+}
+
+// The integer dot-product kernel for a block-quantized weight type, if the CPU has one.
+cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, DType dtype) {
+  if (kernels == nullptr) return nullptr;
+  switch (dtype) {
+    case DType::Q8_0: return kernels->matmul_q8_0;
+    case DType::Q4_0: return kernels->matmul_q4_0;
+    case DType::Q4_K: return kernels->matmul_q4_k;
+    case DType::Q6_K: return kernels->matmul_q6_k;
+    default: return nullptr;
   }
 }
 
@@ -54,16 +67,26 @@ void convert_to_f32(float* out, const void* in, DType dtype, int64_t count) {
 
 CpuBackend::CpuBackend() : CpuBackend(cpu::active_kernels()) {}
 
-CpuBackend::CpuBackend(const cpu::IsaKernels& kernels) : kernels_(kernels) {
+CpuBackend::CpuBackend(const cpu::IsaKernels& kernels)
+    : kernels_(kernels), integer_kernels_(cpu::integer_kernels_for(kernels)) {
   // Our own pool splits the work; OpenBLAS runs single-threaded inside each chunk.
   openblas_set_num_threads(1);
 }
 
-std::string CpuBackend::name() const { return std::string("cpu-") + kernels_.name; }
+std::string CpuBackend::name() const {
+  std::string name = std::string("cpu-") + kernels_.name;
+  if (integer_kernels_ != nullptr && std::string_view(integer_kernels_->name) != kernels_.name)
+    name += std::string("+") + integer_kernels_->name;
+  return name;
+}
 
 void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
   if (tokens >= kGemmMinTokens) {
     matmul_gemm(out, in, w, tokens);
+    return;
+  }
+  if (cpu::QuantMatmulFn integer = integer_kernel_for(integer_kernels_, w.dtype)) {
+    matmul_integer(integer, out, in, w, tokens);
     return;
   }
   cpu::MatmulTileFn tile = tile_for(kernels_, w.dtype);
@@ -101,7 +124,18 @@ void CpuBackend::matmul_gemm(float* out, const float* in, const WeightMatrix& w,
   });
 }
 
-// Few tokens on block-quantized weights: each row is dequantized once into a small buffer and
+// Few tokens on block-quantized weights with an integer kernel: the activations are quantized to
+// 8-bit blocks once, here, and every thread dots its rows against them.
+void CpuBackend::matmul_integer(cpu::QuantMatmulFn kernel, float* out, const float* in, const WeightMatrix& w,
+                                int64_t tokens) {
+  thread_local cpu::QuantizedActivations activations;
+  cpu::quantize_activations(in, tokens, w.cols, activations);
+  thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
+    kernel(out, w.rows, activations, w.data, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+  });
+}
+
+// Few tokens on block-quantized weights without an integer kernel: each row is dequantized once into a small buffer and
 // dotted with every token's activations.
 void CpuBackend::matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
   const size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);

@@ -31,7 +31,10 @@ class CpuBackend final : public Backend {
  private:
   void matmul_gemm(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
   void matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
+  void matmul_integer(cpu::QuantMatmulFn kernel, float* out, const float* in, const WeightMatrix& w,
+                      int64_t tokens);
   const cpu::IsaKernels& kernels_;
+  const cpu::IntegerDotKernels* integer_kernels_;  // nullptr: quantized weights go through f32
 };
 
 // Converts `count` values of a float storage type to f32 with the active SIMD loops.

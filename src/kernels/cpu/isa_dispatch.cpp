@@ -28,6 +28,14 @@ const IsaKernels& choose_kernels() {
 }
 }  // namespace
 
+const IntegerDotKernels* integer_kernels_for(const IsaKernels& kernels) {
+  if (&kernels == &scalar_kernels()) return nullptr;
+  if (&kernels == avx512_kernels()) {
+    if (const IntegerDotKernels* vnni = vnni_integer_kernels()) return vnni;
+  }
+  return avx2_integer_kernels();
+}
+
 const IsaKernels& active_kernels() {
   static const IsaKernels& chosen = choose_kernels();
   return chosen;

@@ -4,6 +4,8 @@
 // one binary runs everywhere and uses AVX-512 where it exists.
 #include <cstdint>
 
+#include "kernels/cpu/quantized_activations.h"
+
 namespace retort::cpu {
 
 // out[t * out_stride + r] = Σ_k in[t * in_stride + k] · W[r * cols + k]
@@ -29,9 +31,29 @@ struct IsaKernels {
   ToF32Fn bf16_to_f32;
 };
 
+// out[t * out_stride + r] = Σ_k a[t, k] · W[r, k] for rows [row_begin, row_end) and all of the
+// activations' tokens, W block-quantized with activations.cols columns, as integer dot products.
+using QuantMatmulFn = void (*)(float* out, int64_t out_stride, const QuantizedActivations& activations,
+                               const void* weights, int64_t row_begin, int64_t row_end);
+
+// Integer dot products for block-quantized weights, chosen apart from the float loops because
+// VNNI is an extension some AVX-512 CPUs lack (and AVX2-only CPUs have the maddubs form).
+struct IntegerDotKernels {
+  const char* name;
+  QuantMatmulFn matmul_q8_0;
+  QuantMatmulFn matmul_q4_0;
+  QuantMatmulFn matmul_q4_k;
+  QuantMatmulFn matmul_q6_k;
+};
+
 const IsaKernels& scalar_kernels();
 const IsaKernels* avx2_kernels();    // nullptr when the CPU lacks AVX2+FMA+F16C
 const IsaKernels* avx512_kernels();  // nullptr when the CPU lacks AVX-512 F/BW/VL
+const IntegerDotKernels* avx2_integer_kernels();  // nullptr without AVX2 (maddubs + madd)
+const IntegerDotKernels* vnni_integer_kernels();  // nullptr without AVX512-VNNI/VL (dpbusd)
+// The best integer set to pair with a float set: none for scalar, VNNI beside AVX-512 where the
+// CPU has it, else the AVX2 form.
+const IntegerDotKernels* integer_kernels_for(const IsaKernels& kernels);
 // The best set this CPU runs; RETORT_ISA=scalar|avx2|avx512 forces one (for tests and benchmarks).
 const IsaKernels& active_kernels();
 

@@ -43,10 +43,27 @@ struct Avx2 {
 
 #include "kernels/cpu/kernels_simd.inc"
 
+struct Avx2IntegerDot {
+  static constexpr int kTileRows = 2;  // 2 rows × 4 tokens of accumulators, of 16 registers
+  // u8·s8 pairs summed to int16 (no saturation: the activations stay within ±127 and the weights
+  // are either |q8| ≤ 128 or 4-bit), then pairs of int16 to int32.
+  static __m256i dot(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+  }
+};
+
+#include "kernels/cpu/quant_matmul.inc"
+
 }  // namespace
 
 const IsaKernels* avx2_kernels() {
   static const IsaKernels kernels = make_kernels<Avx2>("avx2");
+  const auto& cpu = cpu_features();
+  return (cpu.avx2 && cpu.fma && cpu.f16c) ? &kernels : nullptr;
+}
+
+const IntegerDotKernels* avx2_integer_kernels() {
+  static const IntegerDotKernels kernels = make_integer_kernels<Avx2IntegerDot>("avx2");
   const auto& cpu = cpu_features();
   return (cpu.avx2 && cpu.fma && cpu.f16c) ? &kernels : nullptr;
 }

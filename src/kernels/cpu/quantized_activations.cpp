@@ -1,0 +1,36 @@
+#include "kernels/cpu/quantized_activations.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "util/error.h"
+
+namespace retort::cpu {
+
+void quantize_activations(const float* in, int64_t tokens, int64_t cols, QuantizedActivations& out) {
+  require(cols % kActivationBlock == 0, ErrorKind::Internal, "activation rows of {} values are not whole blocks of {}",
+          cols, kActivationBlock);
+  out.tokens = tokens;
+  out.cols = cols;
+  const int64_t blocks = tokens * (cols / kActivationBlock);
+  out.quants.resize(static_cast<size_t>(tokens * cols));
+  out.scales.resize(static_cast<size_t>(blocks));
+  out.sums.resize(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* x = in + b * kActivationBlock;
+    int8_t* q = out.quants.data() + b * kActivationBlock;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < kActivationBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f;
+    const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int64_t i = 0; i < kActivationBlock; ++i) {
+      q[i] = static_cast<int8_t>(std::lround(x[i] * inverse));
+      sum += q[i];
+    }
+    out.scales[static_cast<size_t>(b)] = d;
+    out.sums[static_cast<size_t>(b)] = sum;
+  }
+}
+
+}  // namespace retort::cpu

@@ -1,0 +1,31 @@
+#pragma once
+// Activations quantized on the fly so that matmuls against block-quantized weights (Q8_0, Q4_0,
+// Q4_K, Q6_K) run as integer dot products: every row of `cols` values is cut into blocks of 32, each
+// stored as int8 values q with one f32 scale d (value ≈ d·q) and the block's Σq, which the Q4
+// formats need for their offsets (Q4_0's −8, Q4_K's per-sub-block minimum).
+#include <cstdint>
+#include <vector>
+
+namespace retort::cpu {
+
+inline constexpr int64_t kActivationBlock = 32;
+
+struct QuantizedActivations {
+  int64_t tokens = 0;
+  int64_t cols = 0;              // a multiple of kActivationBlock
+  std::vector<int8_t> quants;    // [tokens × cols]
+  std::vector<float> scales;     // [tokens × cols / 32]
+  std::vector<int32_t> sums;     // [tokens × cols / 32], Σ quants of each block
+
+  int64_t blocks_per_row() const { return cols / kActivationBlock; }
+  const int8_t* row_quants(int64_t t) const { return quants.data() + t * cols; }
+  const float* row_scales(int64_t t) const { return scales.data() + t * blocks_per_row(); }
+  const int32_t* row_sums(int64_t t) const { return sums.data() + t * blocks_per_row(); }
+};
+
+// Symmetric round-to-nearest with d = max|x| / 127 per block (as ggml's Q8_0 reference), so every
+// q lies in [−127, 127]: the AVX2 path multiplies |w|·q pairs into int16 without saturating.
+// `cols` must be a multiple of 32. Reuses `out`'s storage.
+void quantize_activations(const float* in, int64_t tokens, int64_t cols, QuantizedActivations& out);
+
+}  // namespace retort::cpu

@@ -1,0 +1,177 @@
+// The integer-dot quantized matmuls (activations quantized to 8-bit blocks on the fly) against
+// f64 on the same dequantized weights and dequantized activations, for every integer kernel set
+// this CPU has, on awkward shapes and row ranges; and the activation quantizer's error bound.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernel_reference.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/isa_kernels.h"
+#include "tensor/quant_blocks.h"
+
+namespace retort {
+namespace {
+
+using cpu::IntegerDotKernels;
+using cpu::QuantizedActivations;
+
+std::vector<const IntegerDotKernels*> available_integer_kernels() {
+  std::vector<const IntegerDotKernels*> sets;
+  if (auto* k = cpu::avx2_integer_kernels()) sets.push_back(k);
+  if (auto* k = cpu::vnni_integer_kernels()) sets.push_back(k);
+  return sets;
+}
+
+std::vector<double> dequantized_activations(const QuantizedActivations& act) {
+  std::vector<double> values(act.quants.size());
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<double>(act.scales[i / cpu::kActivationBlock]) * act.quants[i];
+  return values;
+}
+
+struct QuantizedWeights {
+  std::vector<uint8_t> packed;
+  std::vector<double> exact;  // the dequantized values
+};
+
+QuantizedWeights quantize_weights(BlockType type, int64_t rows, int64_t cols, std::mt19937& rng) {
+  auto values = test::random_floats(static_cast<size_t>(rows * cols), rng);
+  QuantizedWeights w;
+  w.packed.resize(static_cast<size_t>(quantized_row_bytes(type, cols) * rows));
+  quantize_rows(type, values.data(), w.packed.data(), rows, cols);
+  std::vector<float> dequantized(values.size());
+  dequantize_rows(type, w.packed.data(), dequantized.data(), rows, cols);
+  w.exact.assign(dequantized.begin(), dequantized.end());
+  return w;
+}
+
+DType dtype_of_block(BlockType type) {
+  switch (type) {
+    case BlockType::Q8_0: return DType::Q8_0;
+    case BlockType::Q4_0: return DType::Q4_0;
+    case BlockType::Q4_K: return DType::Q4_K;
+    default: return DType::Q6_K;
+  }
+}
+
+cpu::QuantMatmulFn kernel_for(const IntegerDotKernels& set, BlockType type) {
+  switch (type) {
+    case BlockType::Q8_0: return set.matmul_q8_0;
+    case BlockType::Q4_0: return set.matmul_q4_0;
+    case BlockType::Q4_K: return set.matmul_q4_k;
+    default: return set.matmul_q6_k;
+  }
+}
+
+class IntegerDot : public ::testing::TestWithParam<const IntegerDotKernels*> {};
+
+TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) {
+  std::mt19937 rng(2024);
+  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
+    const int64_t step = block_format(type).block_elements;
+    for (int64_t blocks : {1, 3, 7}) {
+      for (int64_t tokens : {1, 2, 3, 4, 5, 7}) {
+        const int64_t rows = 13, cols = blocks * step;
+        const auto w = quantize_weights(type, rows, cols, rng);
+        const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 3.0f);
+        QuantizedActivations act;
+        cpu::quantize_activations(in.data(), tokens, cols, act);
+        const auto act_exact = dequantized_activations(act);
+        std::vector<float> act_as_float(act_exact.begin(), act_exact.end());
+        const auto want = test::reference_matmul(act_as_float, w.exact, tokens, rows, cols);
+        // Rows [2, 13): a range that starts inside the matrix and is not a multiple of the tile.
+        std::vector<float> out(static_cast<size_t>(tokens * rows), -7.0f);
+        kernel_for(*GetParam(), type)(out.data(), rows, act, w.packed.data(), 2, rows);
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t r = 0; r < rows; ++r) {
+            const size_t i = static_cast<size_t>(t * rows + r);
+            if (r < 2) {
+              ASSERT_EQ(out[i], -7.0f) << "row outside the range was written";
+              continue;
+            }
+            double magnitude = 0;
+            for (int64_t k = 0; k < cols; ++k)
+              magnitude += std::fabs(act_exact[static_cast<size_t>(t * cols + k)] * w.exact[static_cast<size_t>(r * cols + k)]);
+            ASSERT_NEAR(out[i], want[i], 2e-6 * magnitude + 1e-6)
+                << block_format(type).name << " cols=" << cols << " tokens=" << tokens << " row=" << r;
+          }
+      }
+    }
+  }
+}
+
+// A Q8_0 block holding −128 (a legal int8 that llama.cpp's quantizer never writes) against
+// activations at ±127: the AVX2 form multiplies into int16 pairs and must not saturate.
+TEST_P(IntegerDot, Q8_0ExtremesDoNotSaturate) {
+  const int64_t cols = 64;
+  std::vector<uint8_t> row(2 * 34);
+  for (int b = 0; b < 2; ++b) {
+    const uint16_t one = f32_to_f16(1.0f);
+    std::memcpy(row.data() + b * 34, &one, 2);
+    for (int i = 0; i < 32; ++i) row[static_cast<size_t>(b * 34 + 2 + i)] = (i % 3 == 0) ? 0x80 : 0x81;  // −128, −127
+  }
+  std::vector<float> in(static_cast<size_t>(cols), -1.0f);
+  QuantizedActivations act;
+  cpu::quantize_activations(in.data(), 1, cols, act);
+  double want = 0;
+  for (int b = 0; b < 2; ++b)
+    for (int i = 0; i < 32; ++i) want += (i % 3 == 0 ? -128.0 : -127.0) * act.scales[0] * act.quants[static_cast<size_t>(i)];
+  float out = 0;
+  GetParam()->matmul_q8_0(&out, 1, act, row.data(), 0, 1);
+  EXPECT_NEAR(out, want, 1e-5 * std::fabs(want));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIntegerSets, IntegerDot, ::testing::ValuesIn(available_integer_kernels()),
+                         [](const auto& info) { return std::string(info.param->name); });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(IntegerDot);
+
+TEST(QuantizeActivations, EachValueWithinHalfAStepAndSumsMatch) {
+  std::mt19937 rng(9);
+  const int64_t tokens = 3, cols = 96;
+  auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 5.0f);
+  std::fill(in.begin() + 32, in.begin() + 64, 0.0f);  // an all-zero block gets scale 0
+  QuantizedActivations act;
+  cpu::quantize_activations(in.data(), tokens, cols, act);
+  ASSERT_EQ(act.scales.size(), 9u);
+  EXPECT_EQ(act.scales[1], 0.0f);
+  for (size_t b = 0; b < act.scales.size(); ++b) {
+    int32_t sum = 0;
+    for (size_t i = b * 32; i < (b + 1) * 32; ++i) {
+      ASSERT_LE(std::abs(static_cast<int>(act.quants[i])), 127);
+      EXPECT_LE(std::fabs(in[i] - act.scales[b] * act.quants[i]), 0.5f * act.scales[b] * 1.0001f + 1e-7f);
+      sum += act.quants[i];
+    }
+    EXPECT_EQ(act.sums[b], sum);
+  }
+}
+
+// Through the backend: a few tokens on Q8_0/Q4_0/Q4_K/Q6_K take the integer path, whose only error
+// beyond f32 rounding is the activations' quantization: |Σ w·(x − x̂)| ≤ Σ |w|·d/2 per block.
+TEST(IntegerDotBackend, ErrorAgainstUnquantizedActivationsWithinTheQuantizationBound) {
+  CpuBackend backend;
+  std::mt19937 rng(31);
+  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
+    const int64_t rows = 37, cols = 512, tokens = 3;
+    const auto w = quantize_weights(type, rows, cols, rng);
+    const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng);
+    QuantizedActivations act;
+    cpu::quantize_activations(in.data(), tokens, cols, act);
+    const DType dtype = dtype_of_block(type);
+    std::vector<float> out(static_cast<size_t>(tokens * rows));
+    backend.matmul(out.data(), in.data(), WeightMatrix{dtype, w.packed.data(), rows, cols}, tokens);
+    const auto want = test::reference_matmul(in, w.exact, tokens, rows, cols);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        double bound = 1e-4;
+        for (int64_t k = 0; k < cols; ++k)
+          bound += std::fabs(w.exact[static_cast<size_t>(r * cols + k)]) * 0.5 * act.scales[static_cast<size_t>((t * cols + k) / 32)];
+        const size_t i = static_cast<size_t>(t * rows + r);
+        ASSERT_LE(std::fabs(out[i] - want[i]), bound) << block_format(type).name << " token " << t << " row " << r;
+      }
+  }
+}
+
+}  // namespace
+}  // namespace retort
