@@ -1,0 +1,70 @@
+#pragma once
+// `retort train CONFIG.yaml`: the run's settings, in the shape of the guide's train_config.yaml
+// (optimizer: {type: AdamW, lr, weight_decay}, grad_accum_steps, distributed: {...}) plus model,
+// data, steps, evaluation and checkpointing. Unknown keys and wrong types are errors naming their
+// path; every setting is listed with where it came from (file or default).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/data.h"
+#include "train/optimizer.h"
+
+namespace retort::train {
+
+struct TrainConfig {
+  // model
+  std::string model_init;       // HF directory to start from ...
+  std::string model_config;     // ... or a config.json to initialise randomly
+  std::string tokenizer;        // tokenizer.json or its directory; default: model_init
+  double init_stddev = 0.02;
+  // data
+  std::string train_file;
+  std::string validation_file;  // optional; else val_fraction of train_file
+  DataFormat format = DataFormat::Tokens;
+  double val_fraction = 0.0;
+  bool shuffle = true;
+  std::string chat_template;
+  // loop
+  int64_t batch_size = 4;
+  int64_t seq_len = 256;
+  int64_t steps = 100;
+  int64_t grad_accum_steps = 1;
+  uint64_t seed = 0;
+  int threads = 0;              // 0: all hardware threads
+  int64_t log_every = 1;
+  // optimizer and schedule
+  std::string optimizer_type = "AdamW";
+  AdamWConfig adamw{5e-5, 0.9, 0.999, 1e-8, 0.01};
+  double grad_clip = 1.0;       // ≤ 0: no clipping
+  int64_t warmup_steps = 0;
+  LrDecay decay = LrDecay::Cosine;
+  double min_lr = 0.0;
+  // evaluation
+  int64_t eval_every = 0;       // 0: only at the end (when there is validation data)
+  int64_t eval_batches = 8;
+  // checkpointing
+  std::string output_dir = "runs/train";
+  int64_t save_every = 0;       // 0: only at the end
+  int64_t keep_last = 3;
+  // memory
+  bool activation_checkpointing = false;
+  std::string mixed_precision = "none";  // none | bf16
+  // distributed (reserved for the data-parallel work)
+  bool distributed_enable = false;
+  std::string distributed_strategy = "data_parallel";
+  int64_t device_num = 1;
+};
+
+struct ConfigEntry {
+  std::string path;   // e.g. "optimizer.lr"
+  std::string value;
+  bool from_default;
+};
+
+// Parses YAML text; `source` names it in errors. Paths in the file are resolved against base_dir.
+TrainConfig parse_train_config(const std::string& yaml_text, const std::string& source, const std::string& base_dir,
+                               std::vector<ConfigEntry>* entries = nullptr);
+TrainConfig load_train_config(const std::string& path, std::vector<ConfigEntry>* entries = nullptr);
+
+}  // namespace retort::train

@@ -1,0 +1,182 @@
+// The training loop end to end through the real `retort train` binary: a run SIGKILLed mid-way
+// and resumed ends with the same bytes as an uninterrupted run; and bad input (unknown keys, wrong
+// types, sequence length over the model's positions, a checkpoint of another model, NaN loss) is a
+// clear error.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "test_support.h"
+#include "train/train_config.h"
+#include "util/error.h"
+
+namespace retort::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class TrainRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = test::shared_path("fixtures/tiny-r1-qwen");
+    RETORT_REQUIRE_PATH(model_, "fixture tiny-r1-qwen");
+    dir_ = fs::temp_directory_path() / fmt::format("retort-train-{}-{}", getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::mt19937 rng(7);
+    std::ofstream data(dir_ / "ids.txt");
+    for (int line = 0; line < 40; ++line) {
+      for (int t = 0; t < 20 + line % 17; ++t) data << (rng() % 500) << ' ';
+      data << '\n';
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A config training the fixture model on ids.txt; `extra` adds top-level keys not set here.
+  std::string write_config(const std::string& name, const std::string& run_dir, const std::string& extra,
+                           int64_t steps = 12, int64_t seq_len = 24) {
+    const fs::path path = dir_ / name;
+    std::ofstream(path) << fmt::format(
+        "model: {{init: {}}}\n"
+        "data: {{train: ids.txt, format: tokens, val_fraction: 0.1}}\n"
+        "batch_size: 2\nseq_len: {}\nsteps: {}\ngrad_accum_steps: 2\nseed: 3\nthreads: 2\nlog_every: 100\n"
+        "optimizer: {{type: AdamW, lr: 1.0e-3, weight_decay: 0.1}}\n"
+        "scheduler: {{warmup_steps: 2, decay: cosine}}\n"
+        "evaluation: {{every: 4, batches: 2}}\n"
+        "checkpointing: {{dir: {}, every: 2, keep_last: 2}}\n{}",
+        model_, seq_len, steps, run_dir, extra);
+    return path.string();
+  }
+
+  test::CommandResult train(const std::string& config, const std::string& flags = "") {
+    return test::run_command(test::retort_binary() + " train " + config + " " + flags + " 2>&1");
+  }
+
+  std::string model_;
+  fs::path dir_;
+};
+
+TEST_F(TrainRun, SigkillThenResumeGivesTheBytesOfAnUninterruptedRun) {
+  const int64_t steps = 60;
+  const std::string whole = write_config("whole.yaml", "whole", "", steps);
+  auto done = train(whole);
+  ASSERT_EQ(done.status, 0) << done.output;
+  const fs::path final_name = fmt::format("step-{:08d}", steps);
+  ASSERT_TRUE(fs::exists(dir_ / "whole" / final_name / "model.safetensors")) << done.output;
+  EXPECT_TRUE(fs::exists(dir_ / "whole" / "report.html"));
+  EXPECT_TRUE(fs::exists(dir_ / "whole" / "metrics.jsonl"));
+
+  const std::string killed = write_config("killed.yaml", "killed", "", steps);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freopen("/dev/null", "w", stderr);
+    execl(test::retort_binary().c_str(), "retort", "train", killed.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Kill it as soon as its second checkpoint is complete: well before the end.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir_ / "killed" / "step-00000004" / "trainer_state.json") &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  ASSERT_FALSE(fs::exists(dir_ / "killed" / final_name));
+
+  auto resumed = train(killed, "--resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming from"), std::string::npos) << resumed.output;
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer_state.json"}) {
+    EXPECT_EQ(read_bytes(dir_ / "whole" / final_name / file), read_bytes(dir_ / "killed" / final_name / file))
+        << file << " differs after kill and resume";
+  }
+  // Only the last two checkpoints are kept.
+  int checkpoints = 0;
+  for (const auto& e : fs::directory_iterator(dir_ / "killed")) checkpoints += e.path().filename().string().rfind("step-", 0) == 0;
+  EXPECT_EQ(checkpoints, 2);
+}
+
+TEST_F(TrainRun, ConfigErrorsNameThePath) {
+  auto unknown = train(write_config("unknown.yaml", "u", "memory: {activation_checkpointin: true}\n"));
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_NE(unknown.output.find("unknown key 'memory.activation_checkpointin'"), std::string::npos) << unknown.output;
+
+  EXPECT_THROW(parse_train_config("steps: many\nmodel: {init: x}\ndata: {train: y}\n", "c.yaml", "."), Error);
+  try {
+    parse_train_config("steps: many\nmodel: {init: x}\ndata: {train: y}\n", "c.yaml", ".");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'steps' must be an integer, got 'many'"), std::string::npos) << e.what();
+  }
+  try {
+    parse_train_config("optimizer: {lr: [1, 2]}\nmodel: {init: x}\ndata: {train: y}\n", "c.yaml", ".");
+    FAIL() << "a list for a number was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("optimizer.lr"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_train_config("data: {train: y}\n", "c.yaml", "."), Error);  // no model
+  std::vector<ConfigEntry> entries;
+  parse_train_config("model: {init: x}\ndata: {train: y}\n", "c.yaml", ".", &entries);
+  auto lr = std::find_if(entries.begin(), entries.end(), [](const ConfigEntry& e) { return e.path == "optimizer.lr"; });
+  ASSERT_NE(lr, entries.end());
+  EXPECT_TRUE(lr->from_default);
+}
+
+TEST_F(TrainRun, SequenceLengthOverTheModelsPositionsIsAnError) {
+  auto run = train(write_config("long.yaml", "long", "", 2, 5000));
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.output.find("over the model's 4096 positions"), std::string::npos) << run.output;
+}
+
+TEST_F(TrainRun, ResumeFromAnotherModelsCheckpointIsAnError) {
+  ASSERT_EQ(train(write_config("a.yaml", "shared-dir", "", 2)).status, 0);
+  const std::string llama = test::shared_path("fixtures/tiny-r1-llama");
+  RETORT_REQUIRE_PATH(llama, "fixture tiny-r1-llama");
+  std::string text = read_bytes(write_config("b.yaml", "shared-dir", "", 4));
+  text.replace(text.find(model_), model_.size(), llama);
+  std::ofstream(dir_ / "b.yaml") << text;
+  auto run = train((dir_ / "b.yaml").string(), "--resume");
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.output.find("checkpoint of another model"), std::string::npos) << run.output;
+  auto fresh = train((dir_ / "b.yaml").string());
+  EXPECT_NE(fresh.status, 0);
+  EXPECT_NE(fresh.output.find("pass --resume"), std::string::npos) << fresh.output;
+}
+
+TEST_F(TrainRun, NonFiniteLossStopsNamingStepAndLastCheckpoint) {
+  std::string text = read_bytes(write_config("nan.yaml", "nan", "", 6));
+  text.replace(text.find("lr: 1.0e-3"), 10, "lr: 1.0e+30");
+  text.replace(text.find("warmup_steps: 2"), 15, "warmup_steps: 0");
+  text.replace(text.find("every: 2, keep_last"), 8, "every: 1");
+  std::ofstream(dir_ / "nan.yaml") << text;
+  auto run = train((dir_ / "nan.yaml").string());
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.output.find("training stopped"), std::string::npos) << run.output;
+  // Step 1 runs on the fixture's weights; its huge update makes step 2's loss non-finite.
+  EXPECT_NE(run.output.find("step 2: the loss is"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("Last good checkpoint: " + (dir_ / "nan" / "step-00000001").string()), std::string::npos)
+      << run.output;
+}
+
+TEST_F(TrainRun, UnparsableDataNamesTheLine) {
+  std::ofstream(dir_ / "ids.txt", std::ios::app) << "1 2 three 4\n";
+  auto run = train(write_config("bad.yaml", "bad", "", 2));
+  EXPECT_NE(run.status, 0);
+  EXPECT_NE(run.output.find("ids.txt:41: 'three' is not a token id"), std::string::npos) << run.output;
+}
+
+}  // namespace
+}  // namespace retort::train
