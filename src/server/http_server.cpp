@@ -1,0 +1,246 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <mutex>
+
+#include "server/access_log.h"
+#include "server/api_error.h"
+#include "server/completion_handler.h"
+#include "server/metrics.h"
+#include "server/web_page.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace retort::server {
+
+bool constant_time_equal(const std::string& a, const std::string& b) {
+  // Walk the presented key's full length whatever the stored one is, and fold every difference
+  // (length included) into one accumulator, so timing depends only on the presented length.
+  unsigned char difference = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const unsigned char other = b.empty() ? 0 : static_cast<unsigned char>(b[i % b.size()]);
+    difference |= static_cast<unsigned char>(static_cast<unsigned char>(a[i]) ^ other);
+  }
+  return difference == 0;
+}
+
+struct HttpServer::Impl {
+  explicit Impl(ServerOptions o) : options(std::move(o)), access_log(options.access_log) {}
+
+  ServerOptions options;
+  httplib::Server http;
+  ServerMetrics metrics;
+  AccessLog access_log;
+  std::atomic<bool> shutting_down{false};
+  std::mutex model_mutex;
+  CompletionServices services;  // model filled in by attach()
+  int64_t started = 0;
+
+  bool authorized(const httplib::Request& request) const;
+  void install_routes(HttpServer& owner);
+  void reply_error(const httplib::Request& request, httplib::Response& response, const ApiError& error,
+                   const std::string& request_id);
+  CompletionServices services_snapshot() {
+    std::lock_guard lock(model_mutex);
+    return services;
+  }
+};
+
+bool HttpServer::Impl::authorized(const httplib::Request& request) const {
+  if (options.api_keys.empty()) return true;
+  const std::string header = request.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (header.size() <= prefix.size() || header.compare(0, prefix.size(), prefix) != 0) return false;
+  const std::string presented = header.substr(prefix.size());
+  bool match = false;
+  for (const auto& key : options.api_keys) match = constant_time_equal(presented, key) || match;
+  return match;
+}
+
+void HttpServer::Impl::reply_error(const httplib::Request& request, httplib::Response& response,
+                                   const ApiError& error, const std::string& request_id) {
+  response.status = error.status();
+  response.set_content(error_body(error), "application/json");
+  if (error.status() == 401) response.set_header("WWW-Authenticate", "Bearer");
+  if (error.status() == 503) response.set_header("Retry-After", "5");
+  metrics.count_request(request.path, error.status());
+  AccessRecord record;
+  record.id = request_id;
+  record.method = request.method;
+  record.path = request.path;
+  record.remote = request.remote_addr;
+  record.status = error.status();
+  access_log.write(record);
+}
+
+namespace {
+
+// Paths whose requests are counted and logged by the route itself (completions log when the
+// stream ends).
+bool logged_by_route(const std::string& path) {
+  return path == "/v1/chat/completions" || path == "/v1/completions";
+}
+
+std::string model_json(const std::string& name, int64_t created, int64_t context) {
+  nlohmann::json model = {{"id", name}, {"object", "model"}, {"created", created}, {"owned_by", "retort"},
+                          {"context_length", context}};
+  return to_wire(model);
+}
+
+}  // namespace
+
+void HttpServer::Impl::install_routes(HttpServer& owner) {
+  auto completion_route = [this, &owner](Endpoint endpoint) {
+    return [this, &owner, endpoint](const httplib::Request& request, httplib::Response& response) {
+      const std::string id = random_id();
+      try {
+        // attach() fills in the services once, before ready() turns true; after that they only
+        // change by being read, and they outlive every response (the provider points at them).
+        if (!owner.ready()) throw ApiError(503, "the model is still loading; retry shortly");
+        handle_completion(endpoint, request, response, id, services);
+      } catch (const ApiError& error) {
+        reply_error(request, response, error, id);
+      } catch (const Error& error) {
+        reply_error(request, response, ApiError(error.kind() == ErrorKind::Internal ? 500 : 400, error.what()), id);
+      } catch (const std::exception& error) {
+        reply_error(request, response, ApiError(500, std::string("internal error: ") + error.what()), id);
+      }
+    };
+  };
+  http.Post("/v1/chat/completions", completion_route(Endpoint::ChatCompletions));
+  http.Post("/v1/completions", completion_route(Endpoint::Completions));
+
+  http.Get("/v1/models", [this, &owner](const httplib::Request& request, httplib::Response& response) {
+    if (!owner.ready()) return reply_error(request, response, ApiError(503, "the model is still loading"), random_id());
+    CompletionServices current = services_snapshot();
+    nlohmann::json list = {{"object", "list"},
+                           {"data", nlohmann::json::array({nlohmann::json::parse(
+                                        model_json(current.model_name, started, current.model.scheduler->context()))})}};
+    response.set_content(to_wire(list), "application/json");
+  });
+  http.Get(R"(/v1/models/(.+))", [this, &owner](const httplib::Request& request, httplib::Response& response) {
+    if (!owner.ready()) return reply_error(request, response, ApiError(503, "the model is still loading"), random_id());
+    CompletionServices current = services_snapshot();
+    const std::string wanted = request.matches[1];
+    if (wanted != current.model_name) {
+      return reply_error(request, response,
+                         ApiError(404, fmt::format("the model '{}' does not exist", wanted), "model", "model_not_found"),
+                         random_id());
+    }
+    response.set_content(model_json(current.model_name, started, current.model.scheduler->context()), "application/json");
+  });
+  http.Get("/health", [this, &owner](const httplib::Request&, httplib::Response& response) {
+    const char* status = shutting_down.load() ? "shutting_down" : owner.ready() ? "ok" : "loading";
+    response.status = std::string(status) == "ok" ? 200 : 503;
+    response.set_content(to_wire({{"status", status}}), "application/json");
+  });
+  http.Get("/metrics", [this, &owner](const httplib::Request&, httplib::Response& response) {
+    CompletionServices current = services_snapshot();
+    SchedulerStats stats = current.model.scheduler != nullptr ? current.model.scheduler->stats() : SchedulerStats{};
+    response.set_content(metrics.render(stats, owner.ready() && !shutting_down.load()),
+                         "text/plain; version=0.0.4; charset=utf-8");
+  });
+  if (options.web_ui) {
+    http.Get("/", [](const httplib::Request&, httplib::Response& response) {
+      response.set_header("Content-Security-Policy",
+                          "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'");
+      const std::string_view page = chat_page_html();
+      response.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+    });
+  }
+  if (!options.cors_origin.empty()) {
+    http.Options(R"(/.*)", [](const httplib::Request&, httplib::Response& response) { response.status = 204; });
+  }
+}
+
+HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  Impl& impl = *impl_;
+  impl.started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  impl.services.options = &impl.options;
+  impl.services.metrics = &impl.metrics;
+  impl.services.access_log = &impl.access_log;
+  impl.services.shutting_down = &impl.shutting_down;
+  const int threads = std::max(4, impl.options.http_threads);
+  impl.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  impl.http.set_payload_max_length(impl.options.max_body_bytes);
+  impl.http.set_read_timeout(30, 0);
+  impl.http.set_write_timeout(30, 0);
+  impl.http.set_keep_alive_timeout(15);
+  impl.http.set_keep_alive_max_count(1000);
+  if (!impl.options.cors_origin.empty()) {
+    impl.http.set_default_headers({{"Access-Control-Allow-Origin", impl.options.cors_origin},
+                                   {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+                                   {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                                   {"Vary", "Origin"}});
+  }
+  impl.http.set_pre_routing_handler([&impl](const httplib::Request& request, httplib::Response& response) {
+    const bool open_path = request.path == "/health" || request.path == "/" || request.method == "OPTIONS";
+    if (open_path || impl.authorized(request)) return httplib::Server::HandlerResponse::Unhandled;
+    impl.reply_error(request, response,
+                     ApiError(401, "missing or wrong API key; send 'Authorization: Bearer <key>'", "", "invalid_api_key"),
+                     random_id());
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Errors httplib produces itself (no route, body too large, malformed HTTP) get OpenAI bodies too.
+  impl.http.set_error_handler([&impl](const httplib::Request& request, httplib::Response& response) {
+    if (!response.body.empty()) return;
+    std::string message;
+    if (response.status == 404) {
+      message = fmt::format("unknown endpoint {} {}", request.method, request.path);
+    } else if (response.status == 413) {
+      message = fmt::format("the request body is larger than the limit of {} bytes", impl.options.max_body_bytes);
+    } else {
+      message = fmt::format("the request could not be handled (HTTP {})", response.status);
+    }
+    response.set_content(error_body(response.status, message), "application/json");
+  });
+  impl.http.set_logger([&impl](const httplib::Request& request, const httplib::Response& response) {
+    if (logged_by_route(request.path) || response.status == 401) return;
+    impl.metrics.count_request(request.path, response.status);
+    if (request.path == "/health" || request.path == "/metrics") return;  // probes would drown the log
+    AccessRecord record;
+    record.id = response.get_header_value("X-Request-Id");
+    record.method = request.method;
+    record.path = request.path;
+    record.remote = request.remote_addr;
+    record.status = response.status;
+    impl.access_log.write(record);
+  });
+  impl.install_routes(*this);
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+int HttpServer::bind() {
+  Impl& impl = *impl_;
+  int port = impl.options.port;
+  if (port == 0) {
+    port = impl.http.bind_to_any_port(impl.options.host);
+    require(port > 0, ErrorKind::Io, "cannot listen on {} (any port); check the address", impl.options.host);
+  } else {
+    require(impl.http.bind_to_port(impl.options.host, port), ErrorKind::Io,
+            "cannot listen on {}:{}; is the port in use or the address wrong?", impl.options.host, port);
+  }
+  return port;
+}
+
+void HttpServer::serve() { impl_->http.listen_after_bind(); }
+
+void HttpServer::attach(ServingModel model) {
+  {
+    std::lock_guard lock(impl_->model_mutex);
+    impl_->services.model = model;
+    impl_->services.model_name = impl_->options.model_name.empty() ? model.model_name : impl_->options.model_name;
+  }
+  ready_.store(true);
+}
+
+void HttpServer::begin_shutdown() { impl_->shutting_down.store(true); }
+
+void HttpServer::stop() {
+  if (impl_->http.is_running()) impl_->http.stop();
+}
+
+}  // namespace retort::server

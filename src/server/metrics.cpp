@@ -1,0 +1,94 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace retort::server {
+
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : upper_bounds_(std::move(upper_bounds)), counts_(upper_bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  const auto bucket = std::lower_bound(upper_bounds_.begin(), upper_bounds_.end(), value) - upper_bounds_.begin();
+  ++counts_[static_cast<size_t>(bucket)];
+  sum_ += value;
+  ++count_;
+}
+
+std::string Histogram::render(const std::string& name, const std::string& help) const {
+  std::string out = fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < upper_bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, upper_bounds_[i], cumulative);
+  }
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, count_);
+  out += fmt::format("{}_sum {}\n{}_count {}\n", name, sum_, name, count_);
+  return out;
+}
+
+ServerMetrics::ServerMetrics()
+    : time_to_first_token_({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+      inter_token_({0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}),
+      request_duration_({0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}) {}
+
+void ServerMetrics::count_request(const std::string& endpoint, int status) {
+  std::lock_guard lock(mutex_);
+  ++requests_[{endpoint, status}];
+}
+
+void ServerMetrics::observe_time_to_first_token(double seconds) {
+  std::lock_guard lock(mutex_);
+  time_to_first_token_.observe(seconds);
+}
+
+void ServerMetrics::observe_inter_token(double seconds) {
+  std::lock_guard lock(mutex_);
+  inter_token_.observe(seconds);
+}
+
+void ServerMetrics::observe_request_duration(double seconds) {
+  std::lock_guard lock(mutex_);
+  request_duration_.observe(seconds);
+}
+
+namespace {
+
+std::string gauge(const std::string& name, const std::string& help, double value, const char* type = "gauge") {
+  return fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+}
+
+}  // namespace
+
+std::string ServerMetrics::render(const SchedulerStats& engine, bool ready) const {
+  std::lock_guard lock(mutex_);
+  std::string out = "# HELP retort_requests_total HTTP requests by endpoint and status code\n"
+                    "# TYPE retort_requests_total counter\n";
+  for (const auto& [key, count] : requests_) {
+    out += fmt::format("retort_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, count);
+  }
+  out += gauge("retort_ready", "1 once the model is loaded and requests are admitted", ready ? 1 : 0);
+  out += gauge("retort_queue_depth", "Requests waiting for admission", static_cast<double>(engine.queued));
+  out += gauge("retort_running_sequences", "Sequences the engine is stepping", static_cast<double>(engine.running));
+  out += gauge("retort_kv_cache_blocks_used", "KV cache blocks held by sequences",
+               static_cast<double>(engine.kv_blocks_used));
+  out += gauge("retort_kv_cache_blocks_total", "KV cache blocks in the pool", static_cast<double>(engine.kv_blocks_total));
+  const double usage = engine.kv_blocks_total > 0
+                           ? static_cast<double>(engine.kv_blocks_used) / static_cast<double>(engine.kv_blocks_total)
+                           : 0.0;
+  out += gauge("retort_kv_cache_usage_ratio", "Fraction of the KV cache in use", usage);
+  out += gauge("retort_prompt_tokens_total", "Prompt tokens evaluated", static_cast<double>(engine.prompt_tokens_total),
+               "counter");
+  out += gauge("retort_generated_tokens_total", "Tokens generated", static_cast<double>(engine.generated_tokens_total),
+               "counter");
+  out += gauge("retort_preemptions_total", "Sequences preempted to free KV blocks",
+               static_cast<double>(engine.preemptions_total), "counter");
+  out += gauge("retort_engine_steps_total", "Batched forward steps", static_cast<double>(engine.steps_total), "counter");
+  out += time_to_first_token_.render("retort_time_to_first_token_seconds", "Time from request to first token");
+  out += inter_token_.render("retort_inter_token_latency_seconds", "Time between streamed tokens");
+  out += request_duration_.render("retort_request_duration_seconds", "Time from request to last byte");
+  return out;
+}
+
+}  // namespace retort::server
