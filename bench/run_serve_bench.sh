@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Serving throughput under load: `retort serve` on a random-initialised Qwen2.5-0.5B-shaped model
+# (bf16 GGUF) with 1, 4, 16 and 32 concurrent streaming clients (bench/serve_load.mjs), then the
+# same GGUF, threads and slot count on llama.cpp's llama-server when one is available, and the
+# ratios. Nothing here builds llama.cpp: point LLAMA_SERVER at an existing binary.
+#   bench/run_serve_bench.sh [BUILD_DIR]
+#   env: THREADS (default: all cores), MAX_TOKENS (64), LEVELS (1,4,16,32), LLAMA_SERVER
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build/release}
+RETORT=$BUILD/retort
+MODELS=.cache/bench-models
+THREADS=${THREADS:-$(nproc)}
+MAX_TOKENS=${MAX_TOKENS:-64}
+LEVELS=${LEVELS:-1,4,16,32}
+SLOTS=32
+CTX_PER_SLOT=512
+LLAMA_SERVER=${LLAMA_SERVER:-/work/llama/build/bin/llama-server}
+mkdir -p "$MODELS"
+
+dir=$MODELS/Qwen2.5-0.5B
+gguf=$MODELS/qwen2.5-0.5b-bf16.gguf
+if [ ! -f "$dir/config.json" ]; then
+  "$RETORT" init --config configs/models/Qwen2.5-0.5B.json --out "$dir" --seed 1 --tokenizer .cache/tokenizers/qwen
+fi
+[ -f "$gguf" ] || "$RETORT" convert "$dir" --out "$gguf" --type bf16
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_healthy() {  # url
+  for _ in $(seq 1 600); do
+    curl -sf "$1/health" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "server at $1 did not become healthy" >&2
+  return 1
+}
+
+summary=()
+port=18431
+"$RETORT" serve "$gguf" --port $port --threads "$THREADS" --parallel $SLOTS --ctx $CTX_PER_SLOT \
+  --kv-tokens $((SLOTS * CTX_PER_SLOT)) --queue 256 --access-log "" > /tmp/retort-serve-bench.log 2>&1 &
+pids+=($!)
+wait_healthy "http://127.0.0.1:$port"
+node bench/serve_load.mjs --url "http://127.0.0.1:$port" --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" \
+  --label "retort serve ($THREADS threads)" | tee /tmp/retort-serve-bench.out
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+summary+=("$(grep '^JSON ' /tmp/retort-serve-bench.out | sed 's/^JSON //')")
+
+if [ -x "$LLAMA_SERVER" ]; then
+  lport=18432
+  "$LLAMA_SERVER" -m "$gguf" --port $lport -t "$THREADS" -np $SLOTS -c $((SLOTS * CTX_PER_SLOT)) \
+    > /tmp/llama-server-bench.log 2>&1 &
+  pids+=($!)
+  wait_healthy "http://127.0.0.1:$lport"
+  # ignore_eos keeps llama-server from stopping early where retort would not (random weights).
+  node bench/serve_load.mjs --url "http://127.0.0.1:$lport" --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" \
+    --extra '{"ignore_eos": true}' --label "llama-server ($THREADS threads, $SLOTS slots)" | tee /tmp/llama-server-bench.out
+  summary+=("$(grep '^JSON ' /tmp/llama-server-bench.out | sed 's/^JSON //')")
+  node -e '
+    const [ours, theirs] = process.argv.slice(1).map(JSON.parse);
+    console.log("\nretort / llama-server: clients | tok/s ratio | TTFT p50 ratio | inter-token p50 ratio");
+    for (const a of ours.results) {
+      const b = theirs.results.find((r) => r.concurrency === a.concurrency);
+      if (!b) continue;
+      console.log(`${a.concurrency} | ${(a.tokens_per_second / b.tokens_per_second).toFixed(2)} | ` +
+                  `${(a.ttft_p50_ms / b.ttft_p50_ms).toFixed(2)} | ${(a.itl_p50_ms / b.itl_p50_ms).toFixed(2)}`);
+    }' "${summary[0]}" "${summary[1]}"
+else
+  echo "llama-server not found at $LLAMA_SERVER; set LLAMA_SERVER to compare"
+fi
