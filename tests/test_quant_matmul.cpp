@@ -10,6 +10,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "tensor/quant_blocks.h"
+#include "util/thread_pool.h"
 
 namespace retort {
 namespace {
@@ -149,11 +150,13 @@ TEST(QuantizeActivations, EachValueWithinHalfAStepAndSumsMatch) {
 
 // Through the backend: a few tokens on Q8_0/Q4_0/Q4_K/Q6_K take the integer path, whose only error
 // beyond f32 rounding is the activations' quantization: |Σ w·(x − x̂)| ≤ Σ |w|·d/2 per block.
+// Enough rows that the thread pool splits them (every worker must see the same activations).
 TEST(IntegerDotBackend, ErrorAgainstUnquantizedActivationsWithinTheQuantizationBound) {
+  set_thread_count(3);
   CpuBackend backend;
   std::mt19937 rng(31);
   for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
-    const int64_t rows = 37, cols = 512, tokens = 3;
+    const int64_t rows = 997, cols = 512, tokens = 3;
     const auto w = quantize_weights(type, rows, cols, rng);
     const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng);
     QuantizedActivations act;
@@ -171,6 +174,7 @@ TEST(IntegerDotBackend, ErrorAgainstUnquantizedActivationsWithinTheQuantizationB
         ASSERT_LE(std::fabs(out[i] - want[i]), bound) << block_format(type).name << " token " << t << " row " << r;
       }
   }
+  set_thread_count(default_thread_count());
 }
 
 }  // namespace

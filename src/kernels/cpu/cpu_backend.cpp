@@ -128,8 +128,11 @@ void CpuBackend::matmul_gemm(float* out, const float* in, const WeightMatrix& w,
 // 8-bit blocks once, here, and every thread dots its rows against them.
 void CpuBackend::matmul_integer(cpu::QuantMatmulFn kernel, float* out, const float* in, const WeightMatrix& w,
                                 int64_t tokens) {
-  thread_local cpu::QuantizedActivations activations;
-  cpu::quantize_activations(in, tokens, w.cols, activations);
+  thread_local cpu::QuantizedActivations quantized;
+  // A plain reference for the workers: inside the lambda the thread_local's name would mean each
+  // worker's own (empty) instance.
+  const cpu::QuantizedActivations& activations = quantized;
+  cpu::quantize_activations(in, tokens, w.cols, quantized);
   thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
     kernel(out, w.rows, activations, w.data, static_cast<int64_t>(begin), static_cast<int64_t>(end));
   });
