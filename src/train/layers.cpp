@@ -206,7 +206,8 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
   const T scale = T(1.0 / std::sqrt(double(hd)));
   // One task per (sequence, kv head): the query heads of a group all add into its dK and dV.
   parallel_rows(d.B * d.KV, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> dp(static_cast<size_t>(Tn * Tn));
+    thread_local std::vector<T> dp;  // kept across calls: a fresh T×T buffer per call costs page faults
+    if (dp.size() < static_cast<size_t>(Tn * Tn)) dp.resize(static_cast<size_t>(Tn * Tn));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / d.KV, g = task % d.KV;
       const T* base = qkv + b * Tn * S;

@@ -21,16 +21,16 @@ void AdamW::step(float* params, const float* grads, double lr) {
   float* v = second_moment();
   for (const ParameterInfo& tensor : layout_.tensors) {
     // PyTorch: θ ← θ·(1 − lr·λ), then θ ← θ − lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + ε).
-    const double decay = tensor.weight_decay ? 1.0 - lr * config_.weight_decay : 1.0;
-    thread_pool().parallel_for(tensor.count, 4096, [&](size_t begin, size_t end) {
+    // In f32 as PyTorch computes it (the constants in double, then rounded once); vectorizes.
+    const auto decay = float(tensor.weight_decay ? 1.0 - lr * config_.weight_decay : 1.0);
+    const auto beta1 = float(b1), beta2 = float(b2), one_minus_b1 = float(1.0 - b1), one_minus_b2 = float(1.0 - b2);
+    const auto inv_bias2_sqrt = float(1.0 / bias2_sqrt), eps = float(config_.eps), step = float(step_size);
+    thread_pool().parallel_for(tensor.count, 1 << 14, [&](size_t begin, size_t end) {
       for (size_t i = tensor.offset + begin; i < tensor.offset + end; ++i) {
-        const double g = grads[i];
-        const double mi = b1 * m[i] + (1.0 - b1) * g;
-        const double vi = b2 * v[i] + (1.0 - b2) * g * g;
-        m[i] = float(mi);
-        v[i] = float(vi);
-        const double denom = std::sqrt(double(v[i])) / bias2_sqrt + config_.eps;
-        params[i] = float(double(params[i]) * decay - step_size * double(m[i]) / denom);
+        const float g = grads[i];
+        m[i] = beta1 * m[i] + one_minus_b1 * g;
+        v[i] = beta2 * v[i] + one_minus_b2 * g * g;
+        params[i] = params[i] * decay - step * m[i] / (std::sqrt(v[i]) * inv_bias2_sqrt + eps);
       }
     });
   }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Training throughput, retort against PyTorch on the same ~31 M-parameter Qwen2-shaped model,
+# batch 4 × sequence 256, forward + backward + clip + AdamW, at 1 and 2 threads; and retort's
+# memory with and without activation checkpointing.
+#   bench/run_train_bench.sh [BUILD_DIR] [STEPS]      (default build/release, 5 steps)
+# PyTorch comes from Debian (python3-torch) and must run on OpenBLAS (libopenblas0-pthread): with
+# the reference BLAS it is about 12× slower. Set INSTALL_TORCH=1 to apt-get them; CI never runs this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build/release}
+STEPS=${2:-5}
+BENCH="$BUILD/bench/bench_train"
+[[ -x $BENCH ]] || { echo "build $BENCH first (ninja -C $BUILD bench/bench_train)" >&2; exit 1; }
+PY=/usr/bin/python3
+if ! $PY -c "import torch" 2>/dev/null; then
+  if [[ ${INSTALL_TORCH:-0} == 1 ]]; then
+    apt-get install -y --no-install-recommends python3-torch libopenblas0-pthread >/dev/null
+  else
+    echo "PyTorch missing: INSTALL_TORCH=1 $0 installs python3-torch and libopenblas0-pthread" >&2
+  fi
+fi
+value() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" <<<"$1"; }
+
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
+for threads in 1 2; do
+  ours=$($BENCH --threads $threads --steps "$STEPS" 2>/dev/null)
+  echo "$ours"
+  if $PY -c "import torch" 2>/dev/null; then
+    theirs=$($PY bench/train_torch.py --threads $threads --steps "$STEPS")
+    echo "$theirs"
+    echo "threads $threads: retort $(value "$ours" tokens_per_s) tok/s, PyTorch $(value "$theirs" tokens_per_s) tok/s," \
+         "ratio $(awk -v a="$(value "$ours" tokens_per_s)" -v b="$(value "$theirs" tokens_per_s)" 'BEGIN{printf "%.2f", a/b}')x"
+  fi
+done
+plain=$($BENCH --threads 2 --steps "$STEPS" 2>/dev/null)
+recompute=$($BENCH --threads 2 --steps "$STEPS" --checkpointing 2>/dev/null)
+echo "$recompute"
+echo "activation checkpointing (2 threads): activations $(value "$plain" activation_mib) -> $(value "$recompute" activation_mib) MiB," \
+     "peak RSS $(value "$plain" peak_rss_mib) -> $(value "$recompute" peak_rss_mib) MiB," \
+     "step $(value "$plain" ms_per_step) -> $(value "$recompute" ms_per_step) ms"
