@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include <pthread.h>
@@ -30,6 +31,7 @@ struct ServeOptions {
   int64_t kv_tokens = 0;  // 0: max(16384, ctx)
   std::vector<std::string> api_key_files;
   std::string template_name;
+  std::string config_path;
   bool no_web_ui = false;
 };
 
@@ -103,13 +105,21 @@ void serve(ServeOptions& options) {
     options.scheduler.context = std::min(context, session.model->config.max_positions);
     scheduler = std::make_unique<Scheduler>(session.transformer(), *session.cache, session.require_tokenizer(),
                                             options.scheduler);
-    const ChatTemplateKind chat_template = resolve_chat_template(session.require_tokenizer(), options.template_name);
+    // A model without a chat template still serves /v1/completions; chat requests then get a 400.
+    std::optional<ChatTemplateKind> chat_template;
+    try {
+      chat_template = resolve_chat_template(session.require_tokenizer(), options.template_name);
+    } catch (const Error& error) {
+      if (!options.template_name.empty()) throw;
+      spdlog::warn("{}; /v1/chat/completions is off until the server is started with --template", error.what());
+    }
     http.attach({scheduler.get(), session.tokenizer.get(), chat_template, default_model_name(options.model.model_path)});
     std::printf("retort serve: ready on http://%s:%d (context %lld, %d parallel, KV cache %lld tokens = %.0f MiB, "
                 "template %s)\n",
                 options.server.host.c_str(), port, static_cast<long long>(scheduler->context()),
                 options.scheduler.max_running, static_cast<long long>(session.cache->capacity_tokens()),
-                session.cache->bytes() / 1048576.0, std::string(chat_template_name(chat_template)).c_str());
+                session.cache->bytes() / 1048576.0,
+                chat_template ? std::string(chat_template_name(*chat_template)).c_str() : "none");
     std::fflush(stdout);
   } catch (...) {
     http.stop();
@@ -144,10 +154,10 @@ void serve(ServeOptions& options) {
 void add_serve_command(CLI::App& app) {
   auto options = std::make_shared<ServeOptions>();
   auto* command = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching");
-  command->config_formatter(std::make_shared<YamlConfig>());
-  command->set_config("--config", "", "Read flags from a YAML file (keys are flag names; flags given here win)");
   ServeOptions& o = *options;
   add_model_options(*command, o.model);
+  command->get_option("MODEL")->required(false);  // may come from --config
+  command->add_option("--config", o.config_path, "Read flags from a YAML file (keys are flag names; flags given here win)");
   command->add_option("--host", o.server.host, "Address to listen on")->capture_default_str();
   command->add_option("--port", o.server.port, "Port (0: any free port)")->capture_default_str();
   command->add_option("--api-key", o.server.api_keys, "Require 'Authorization: Bearer KEY' (repeatable)");
@@ -178,7 +188,12 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--temperature", sampling.temperature, "Default temperature for requests that set none")
       ->capture_default_str();
   command->add_option("--top-p", sampling.top_p, "Default top_p for requests that set none")->capture_default_str();
-  command->callback([options] { serve(*options); });
+  command->callback([options, command] {
+    if (!options->config_path.empty()) apply_yaml_config(*command, options->config_path);
+    require(!options->model.model_path.empty(), ErrorKind::InvalidInput,
+            "no model given; pass MODEL (a GGUF file or a Hugging Face folder) or 'model:' in --config");
+    serve(*options);
+  });
 }
 
 }  // namespace retort::cli

@@ -3,68 +3,77 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <sstream>
+#include <vector>
 
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace retort::cli {
 
 namespace {
 
-std::string flag_name(std::string key) {
-  std::replace(key.begin(), key.end(), '_', '-');
-  return key;
-}
+struct ConfigEntry {
+  std::string key;  // as written in the file
+  std::vector<std::string> values;
+};
 
-void collect(const YAML::Node& map, std::vector<CLI::ConfigItem>& items) {
-  for (const auto& entry : map) {
-    const std::string key = entry.first.as<std::string>();
-    const YAML::Node& value = entry.second;
+void collect(const YAML::Node& map, std::vector<ConfigEntry>& entries) {
+  for (const auto& item : map) {
+    const std::string key = item.first.as<std::string>();
+    const YAML::Node& value = item.second;
     if (value.IsMap()) {
-      collect(value, items);  // a section only groups its keys
+      collect(value, entries);  // a section only groups its keys
       continue;
     }
-    CLI::ConfigItem item;
-    item.name = flag_name(key);
+    ConfigEntry entry{key, {}};
     if (value.IsSequence()) {
       for (const auto& element : value) {
         require(element.IsScalar(), ErrorKind::InvalidInput, "config key '{}' must hold plain values", key);
-        item.inputs.push_back(element.as<std::string>());
+        entry.values.push_back(element.as<std::string>());
       }
     } else if (value.IsScalar()) {
-      item.inputs.push_back(value.as<std::string>());
+      entry.values.push_back(value.as<std::string>());
     } else {
       continue;  // null: leave the default
     }
-    items.push_back(std::move(item));
+    entries.push_back(std::move(entry));
   }
+}
+
+CLI::Option* find_option(CLI::App& command, std::string key) {
+  std::replace(key.begin(), key.end(), '_', '-');
+  if (key == "model") return command.get_option_no_throw("MODEL");
+  if (key == "config") return nullptr;
+  return command.get_option_no_throw("--" + key);
 }
 
 }  // namespace
 
-std::string YamlConfig::to_config(const CLI::App* app, bool default_also, bool, std::string) const {
-  std::ostringstream out;
-  for (const CLI::Option* option : app->get_options()) {
-    if (option->get_lnames().empty() || option->get_configurable() == false) continue;
-    const std::string value = option->as<std::string>();
-    if (value.empty() && !default_also) continue;
-    out << option->get_lnames().front() << ": " << value << "\n";
-  }
-  return out.str();
-}
-
-std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const {
+void apply_yaml_config(CLI::App& command, const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::Load(input);
+    root = YAML::Load(read_text_file(path));
   } catch (const YAML::Exception& error) {
-    fail(ErrorKind::InvalidInput, "the config file is not valid YAML: {}", error.what());
+    fail(ErrorKind::InvalidInput, "the config file '{}' is not valid YAML: {}", path, error.what());
   }
-  if (root.IsNull()) return {};
-  require(root.IsMap(), ErrorKind::InvalidInput, "the config file must be a YAML map of flag names to values");
-  std::vector<CLI::ConfigItem> items;
-  collect(root, items);
-  return items;
+  if (root.IsNull()) return;
+  require(root.IsMap(), ErrorKind::InvalidInput, "the config file '{}' must be a YAML map of flag names to values", path);
+  std::vector<ConfigEntry> entries;
+  collect(root, entries);
+  for (const auto& entry : entries) {
+    CLI::Option* option = find_option(command, entry.key);
+    require(option != nullptr, ErrorKind::InvalidInput,
+            "the config file '{}' has the key '{}', which is not a flag of `retort {}`; see --help", path, entry.key,
+            command.get_name());
+    if (option->count() > 0) continue;  // given on the command line
+    try {
+      option->clear();
+      for (const auto& value : entry.values) option->add_result(value);
+      option->run_callback();
+    } catch (const CLI::Error& error) {
+      fail(ErrorKind::InvalidInput, "the config file '{}': '{}' {}", path, entry.key, error.what());
+    }
+  }
 }
 
 }  // namespace retort::cli

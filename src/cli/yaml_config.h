@@ -1,15 +1,16 @@
 #pragma once
 // Lets a subcommand read its flags from a YAML file (`--config serve.yaml`): each key names a long
-// flag (underscores or dashes), nested maps only group keys, lists give repeated values. Flags on
-// the command line win over the file.
+// flag (underscores or dashes; `model` is the MODEL argument), nested maps only group keys, lists
+// give repeated values. Flags on the command line win over the file; unknown keys are errors.
+// (CLI11 reads config files for the root app only, so subcommands apply them here.)
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace retort::cli {
 
-class YamlConfig : public CLI::Config {
- public:
-  std::string to_config(const CLI::App* app, bool default_also, bool write_description, std::string prefix) const override;
-  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override;
-};
+// Call from the subcommand's callback, after parsing: fills every option the command line left
+// unset from the file and re-runs its callback.
+void apply_yaml_config(CLI::App& command, const std::string& path);
 
 }  // namespace retort::cli

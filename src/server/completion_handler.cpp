@@ -105,9 +105,12 @@ bool provide(ActiveResponse& active, httplib::DataSink& sink) {
 
 GenerationRequest chat_generation(const ChatCompletionRequest& chat, CompletionServices& services) {
   const Tokenizer& tokenizer = *services.model.tokenizer;
+  if (!services.model.chat_template) {
+    throw ApiError(400, "this model has no chat template; use /v1/completions, or restart the server with --template");
+  }
   ChatPrompt prompt;
   try {
-    prompt = build_chat_prompt(tokenizer, services.model.chat_template, chat.messages);
+    prompt = build_chat_prompt(tokenizer, *services.model.chat_template, chat.messages);
   } catch (const Error& error) {
     throw ApiError(400, error.what(), "messages");
   }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,7 @@ struct ServerOptions {
 struct ServingModel {
   Scheduler* scheduler = nullptr;
   const Tokenizer* tokenizer = nullptr;
-  ChatTemplateKind chat_template = ChatTemplateKind::DeepSeekR1;
+  std::optional<ChatTemplateKind> chat_template;  // none: chat requests are refused (400)
   std::string model_name;  // used when ServerOptions::model_name is empty
 };
 

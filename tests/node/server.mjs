@@ -23,8 +23,9 @@ export function fixtureModel(name = "tiny-r1-qwen") {
   return null;
 }
 
+// `model` is MODEL, or "--config" with the file as the first extra argument.
 export async function startServer(model, extraArgs = []) {
-  const args = ["serve", model, "--port", "0", "--threads", "1", ...extraArgs];
+  const args = ["serve", model, ...extraArgs, "--port", "0", "--threads", "1"];
   const child = spawn(retortBinary(), args, { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
