@@ -1,0 +1,87 @@
+// What continuous batching buys: time of one decode step of the transformer for 1, 4, 16 and 32
+// sequences stepped together (each at its own position, as the server's scheduler batches them),
+// and the aggregate decode tokens/s relative to a single sequence. The weights are read once per
+// step whatever the batch, so the ratio shows how far a step stays memory-bound.
+//
+//   bench_batched_decode MODEL [--threads N] [--batches 1,4,16,32] [--steps 8] [--context 64]
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "model/model_loader.h"
+#include "util/thread_pool.h"
+#include "util/timer.h"
+
+using namespace retort;
+
+namespace {
+
+std::vector<int> parse_list(const char* text) {
+  std::vector<int> values;
+  for (const char* p = text; *p != '\0';) {
+    values.push_back(std::atoi(p));
+    while (*p != '\0' && *p != ',') ++p;
+    if (*p == ',') ++p;
+  }
+  return values;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s MODEL [--threads N] [--batches 1,4,16,32] [--steps 8] [--context 64]\n", argv[0]);
+    return 1;
+  }
+  std::string path = argv[1];
+  int threads = 0, steps = 8;
+  int64_t context = 64;  // positions already in each sequence when decoding starts
+  std::vector<int> batches{1, 4, 16, 32};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--batches")) batches = parse_list(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--context")) context = std::atoll(argv[i + 1]);
+  }
+  set_thread_count(threads);
+  CpuBackend backend;
+  auto model = load_model(path, backend);
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
+  KvCache cache(model->config, (context + steps + 16) * max_batch + 64);
+  std::printf("%s, %zu threads, %lld positions of context per sequence\n", path.c_str(), thread_pool().size(),
+              static_cast<long long>(context));
+  std::printf("batch | ms per step | tok/s aggregate | x single\n");
+  double single = 0;
+  std::vector<float> logits;
+  for (int batch : batches) {
+    std::vector<KvSequence> sequences(static_cast<size_t>(batch));
+    std::vector<int32_t> prompt(static_cast<size_t>(context));
+    std::iota(prompt.begin(), prompt.end(), 100);
+    for (auto& sequence : sequences) {
+      cache.reserve(sequence, context);
+      SequenceChunk chunk{&sequence, prompt, LogitsWanted::None};
+      model->transformer->forward({&chunk, 1}, cache, logits);
+    }
+    std::vector<int32_t> tokens(static_cast<size_t>(batch), 42);
+    auto step = [&] {
+      std::vector<SequenceChunk> chunks;
+      for (int i = 0; i < batch; ++i) {
+        cache.reserve(sequences[i], sequences[i].length + 1);
+        chunks.push_back({&sequences[i], std::span<const int32_t>(&tokens[i], 1), LogitsWanted::Last});
+      }
+      model->transformer->forward(chunks, cache, logits);
+    };
+    step();  // warm-up
+    Timer timer;
+    for (int s = 0; s < steps; ++s) step();
+    const double seconds = timer.seconds() / steps;
+    const double rate = batch / seconds;
+    if (batch == 1) single = rate;
+    std::printf("%5d | %11.1f | %15.1f | %8.2f\n", batch, seconds * 1e3, rate, single > 0 ? rate / single : 0.0);
+    for (auto& sequence : sequences) cache.release(sequence);
+  }
+  return 0;
+}
