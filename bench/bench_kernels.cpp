@@ -100,6 +100,20 @@ void QuantizedShapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The cost of one parallel loop over the pool's threads with almost no work in it: what every
+// kernel call of a decode step pays on top of its arithmetic (RETORT_THREADS sets the pool).
+void BM_ParallelForOverhead(benchmark::State& state) {
+  std::vector<float> sink(64);
+  for (auto _ : state) {
+    thread_pool().parallel_for(sink.size(), 1, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) sink[i] += 1.0f;
+    });
+    benchmark::DoNotOptimize(sink.data());
+  }
+  state.SetLabel(std::to_string(thread_pool().size()) + " threads");
+}
+BENCHMARK(BM_ParallelForOverhead)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 }  // namespace
 }  // namespace retort
 

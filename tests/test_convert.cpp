@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -27,10 +26,9 @@ struct RoundTrip {
 };
 
 RoundTrip run_gguf(const std::string& fixture_dir, const std::string& gguf_path) {
-  auto expected = nlohmann::json::parse(read_text_file(fixture_dir + "/expected.json"));
-  auto prompt = expected["prompt_tokens"].get<std::vector<int32_t>>();
-  MappedFile golden(fixture_dir + "/logits.f32");
-  const auto* want = reinterpret_cast<const float*>(golden.data());
+  const test::GoldenFixture golden = test::read_golden_fixture(fixture_dir);
+  const std::vector<int32_t>& prompt = golden.prompt;
+  const float* want = golden.logits.data();
   CpuBackend backend;
   auto model = load_model(gguf_path, backend);
   KvCache cache(model->config, 128);
@@ -41,7 +39,7 @@ RoundTrip run_gguf(const std::string& fixture_dir, const std::string& gguf_path)
   model->transformer->forward({&chunk, 1}, cache, got);
   const int64_t vocab = model->config.vocab_size;
   RoundTrip result;
-  result.logits_std = expected["logits_std"].get<double>();
+  result.logits_std = golden.logits_std;
   int agree = 0;
   for (size_t t = 0; t < prompt.size(); ++t) {
     const float* g = got.data() + t * vocab;

@@ -3,7 +3,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "engine/generation.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -15,17 +14,6 @@
 namespace retort {
 namespace {
 
-struct Golden {
-  std::vector<int32_t> prompt, greedy;
-  double logits_std;
-};
-
-Golden read_golden(const std::string& dir) {
-  auto json = nlohmann::json::parse(read_text_file(dir + "/expected.json"));
-  return {json["prompt_tokens"].get<std::vector<int32_t>>(), json["greedy_tokens"].get<std::vector<int32_t>>(),
-          json["logits_std"].get<double>()};
-}
-
 class Generation : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -33,7 +21,7 @@ class Generation : public ::testing::Test {
     RETORT_REQUIRE_PATH(dir_, "fixture tiny-r1-qwen");
     model_ = load_model(dir_, backend_);
     tokenizer_ = Tokenizer::load(dir_ + "/tokenizer.json");
-    golden_ = read_golden(dir_);
+    golden_ = test::read_golden_fixture(dir_);
   }
 
   GenerationOptions greedy(int max_tokens) {
@@ -53,7 +41,7 @@ class Generation : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<LoadedModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  Golden golden_;
+  test::GoldenFixture golden_;
 };
 
 TEST_F(Generation, GreedyMatchesFixtureAndStopsAtMaxTokens) {

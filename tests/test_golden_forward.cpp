@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "model/model_loader.h"
@@ -16,24 +15,7 @@
 namespace retort {
 namespace {
 
-struct Fixture {
-  std::vector<int32_t> prompt;
-  std::vector<int32_t> greedy;
-  std::vector<float> logits;  // [T × vocab]
-  double logits_std = 0;
-};
-
-Fixture read_fixture(const std::string& dir) {
-  Fixture f;
-  auto expected = nlohmann::json::parse(read_text_file(dir + "/expected.json"));
-  f.prompt = expected["prompt_tokens"].get<std::vector<int32_t>>();
-  f.greedy = expected["greedy_tokens"].get<std::vector<int32_t>>();
-  f.logits_std = expected["logits_std"].get<double>();
-  MappedFile logits(dir + "/logits.f32");
-  f.logits.resize(logits.size() / sizeof(float));
-  std::memcpy(f.logits.data(), logits.data(), logits.size());
-  return f;
-}
+using Fixture = test::GoldenFixture;
 
 int32_t argmax(const float* row, int64_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);
@@ -52,7 +34,7 @@ class GoldenForward : public ::testing::TestWithParam<GoldenCase> {
     RETORT_REQUIRE_PATH(dir_, "fixture " + GetParam().fixture);
     backend_ = std::make_unique<CpuBackend>(*GetParam().isa);
     model_ = load_model(GetParam().from_gguf ? dir_ + "/model.f32.gguf" : dir_, *backend_);
-    fixture_ = read_fixture(dir_);
+    fixture_ = test::read_golden_fixture(dir_);
     vocab_ = model_->config.vocab_size;
     tolerance_ = 1e-3 * fixture_.logits_std;
   }

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -18,10 +17,9 @@ namespace {
 TEST(Perplexity, OneWindowEqualsTheGoldenLogitsScoredByHand) {
   const std::string dir = test::shared_path("fixtures/tiny-r1-llama");
   RETORT_REQUIRE_PATH(dir, "fixture tiny-r1-llama");
-  auto expected = nlohmann::json::parse(read_text_file(dir + "/expected.json"));
-  auto prompt = expected["prompt_tokens"].get<std::vector<int32_t>>();  // 64 tokens: one window of 64
-  MappedFile golden(dir + "/logits.f32");
-  const auto* logits = reinterpret_cast<const float*>(golden.data());
+  const test::GoldenFixture golden = test::read_golden_fixture(dir);
+  const std::vector<int32_t>& prompt = golden.prompt;  // 64 tokens: one window of 64
+  const float* logits = golden.logits.data();
   const int64_t vocab = 512, context = 64;
   double nll = 0;
   int scored = 0;

@@ -19,8 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::vector<int32_t> fixture_text(const std::string& dir, size_t length) {
-  auto expected = nlohmann::json::parse(read_text_file(dir + "/expected.json"));
-  auto prompt = expected["prompt_tokens"].get<std::vector<int32_t>>();
+  const std::vector<int32_t> prompt = test::read_golden_fixture(dir).prompt;
   std::vector<int32_t> tokens;
   for (size_t i = 0; tokens.size() < length; ++i) tokens.push_back(prompt[(i * 7 + i / prompt.size()) % prompt.size()]);
   return tokens;

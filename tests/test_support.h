@@ -3,9 +3,11 @@
 // (or, under CI=true, fail) when they are absent.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace retort::test {
 
@@ -40,6 +42,16 @@ struct CommandResult {
   std::string output;
 };
 CommandResult run_command(const std::string& command);
+
+// A golden fixture's expected outputs (`expected.json` and `logits.f32` in
+// ../shared/fixtures/<name>/, see its README).
+struct GoldenFixture {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+  std::vector<float> logits;  // [prompt × vocab], little-endian f32
+  double logits_std = 0;
+};
+GoldenFixture read_golden_fixture(const std::string& dir);
 
 }  // namespace retort::test
 

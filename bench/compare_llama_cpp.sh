@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# retort beside llama.cpp on the same GGUF files, in one script:
+#  1. interop: each golden fixture checkpoint is converted by retort (f32, q8_0) and run greedily by
+#     llama.cpp's llama-simple and by `retort run --raw`; the continuations must be identical;
+#  2. speed: the bench model shaped like DeepSeek-R1-Distill-Qwen-1.5B (random weights) is written
+#     by retort as bf16, q8_0, q4_0 and q4_k GGUF; llama-bench and retort's bench_inference measure
+#     prefill (-p tokens) and decode (-n tokens) at the same thread count; ratios retort ÷ llama.cpp.
+#
+#   bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR] [THREADS] [MODEL]
+#
+# llama.cpp is not part of retort: build it yourself beside the project (its llama-bench and
+# llama-simple targets) and pass the folder holding those binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LLAMA=${1:?usage: bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR] [THREADS] [MODEL]}
+BUILD=${2:-build/release}
+THREADS=${3:-2}
+MODEL=${4:-DeepSeek-R1-Distill-Qwen-1.5B}
+PROMPT=${PROMPT_TOKENS:-128}
+DECODE=${DECODE_TOKENS:-32}
+RETORT=$BUILD/retort
+WORK=.cache/llama-compare
+mkdir -p "$WORK"
+
+echo "## Interop: retort-written GGUF, greedy continuation in llama.cpp vs retort"
+status=0
+for fixture in tiny-r1-qwen tiny-r1-llama; do
+  dir=../shared/fixtures/$fixture
+  [ -d "$dir" ] || { echo "skip $fixture: $dir is absent"; continue; }
+  prompt="The quick brown fox jumps over the lazy dog. Once upon a time"
+  for type in f32 q8_0; do
+    gguf=$WORK/$fixture-$type.gguf
+    "$RETORT" convert "$dir" -o "$gguf" --type "$type" >/dev/null 2>&1
+    theirs=$("$LLAMA/llama-simple" -m "$gguf" -n 24 "$prompt" 2>/dev/null)
+    ours=$("$RETORT" run "$gguf" --raw -p "$prompt" -n 24 --temperature 0 -q 2>/dev/null)
+    if [ "${theirs%"$ours"}" != "$theirs" ] && [ -n "$ours" ]; then
+      echo "$fixture $type: identical greedy continuation (${#ours} bytes)"
+    else
+      echo "$fixture $type: DIFFERENT"; echo "  llama.cpp: $theirs"; echo "  retort:    $ours"; status=1
+    fi
+  done
+done
+
+echo
+echo "## Speed: $MODEL shape, $THREADS threads, prefill $PROMPT tokens, decode $DECODE tokens"
+hf=.cache/bench-models/$MODEL
+if [ ! -f "$hf/config.json" ]; then
+  "$RETORT" init --config "configs/models/$MODEL.json" --out "$hf" --seed 1 --tokenizer .cache/tokenizers/qwen
+fi
+echo "| type | llama.cpp prefill | retort prefill | ratio | llama.cpp decode | retort decode | ratio |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for type in bf16 q8_0 q4_0 q4_k; do
+  gguf=$WORK/$MODEL-$type.gguf
+  [ -f "$gguf" ] || "$RETORT" convert "$hf" -o "$gguf" --type "$type" >/dev/null 2>&1
+  json=$("$LLAMA/llama-bench" -m "$gguf" -t "$THREADS" -p "$PROMPT" -n "$DECODE" -r 3 -o json 2>/dev/null)
+  read -r theirs_pp theirs_tg < <(node -e '
+    const rows = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    const pp = rows.find(r => r.n_prompt > 0 && r.n_gen === 0), tg = rows.find(r => r.n_gen > 0 && r.n_prompt === 0);
+    console.log(pp.avg_ts.toFixed(2), tg.avg_ts.toFixed(2));' <<<"$json")
+  row=$("$BUILD/bench/bench_inference" "$gguf" --threads "$THREADS" --prompt "$PROMPT" --decode "$DECODE" 2>/dev/null | tail -1)
+  ours_pp=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $4); print $4}')
+  ours_tg=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $6); print $6}')
+  awk -v t="$type" -v a="$theirs_pp" -v b="$ours_pp" -v c="$theirs_tg" -v d="$ours_tg" \
+    'BEGIN { printf "| %s | %.1f | %.1f | %.2f× | %.2f | %.2f | %.2f× |\n", t, a, b, b / a, c, d, d / c }'
+done
+exit $status
