@@ -78,7 +78,7 @@ TrainModel<T>::TrainModel(const ModelConfig& config, int64_t batch, int64_t seq_
     residual_ = carve.take((L + 1) * N * C);
     final_norm_ = carve.take(N * C);
     final_rstd_ = carve.take(N);
-    logits_ = carve.take(N * V);
+    logits_ = carve.take(options_.lm_head ? N * V : 0);
     losses_ = carve.take(N);
     if (pass == 0) acts_.assign(carve.used(), T(0));
   }
@@ -133,6 +133,7 @@ LossSum TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets) {
   embedding_forward(residual_, inputs_.data(), w_.wte, N, C);
   for (int64_t l = 0; l < L; ++l) layer_forward(l, layer_acts(l));
   rmsnorm_forward(final_norm_, final_rstd_, residual_ + L * N * C, w_.final_norm, N, C, config_.rms_norm_eps);
+  if (!options_.lm_head) return {};
   linear_forward(logits_, final_norm_, w_.lm_head, static_cast<const T*>(nullptr), N, C, V);
   LossSum loss;
   loss.targets = cross_entropy_forward(losses_, logits_, targets_.data(), N, V);
@@ -162,6 +163,7 @@ void TrainModel<T>::layer_backward(int64_t l, const LayerActivations<T>& a) {
   // Attention: res_mid = x + o_proj(attention(rope(qkv(ln1(x))))).
   linear_backward(datty_, dp.wo, static_cast<T*>(nullptr), dx_, a.atty, p.wo, N, H * hd, C);
   attention_backward(dqkv_, datty_, a.qkv, a.att, AttentionDims{B_, T_, H, KV, hd});
+  if (hooks_.attention_gradient) hooks_.attention_gradient(l, dqkv_, a.qkv, a.att);
   rope_backward(dqkv_, rope_cos_.data(), rope_sin_.data(), N, T_, S, H + KV, hd);
   linear_backward(dln_, dp.wqkv, dp.bqkv, dqkv_, a.ln1, p.wqkv, N, C, S);
   rmsnorm_backward(dx_, dp.attn_norm, dln_, x, p.attn_norm, a.ln1_rstd, N, C);
@@ -171,13 +173,17 @@ template <typename T>
 void TrainModel<T>::backward(double loss_scale) {
   const int64_t N = N_, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_layers;
   T* dlogits = logits_;  // the logits are not needed after this point: their gradient replaces them
-  cross_entropy_backward(dlogits, logits_, targets_.data(), N, V, loss_scale);
+  require(options_.lm_head, ErrorKind::InvalidInput, "backward needs a model built with lm_head");
+  if (hooks_.logits_gradient) hooks_.logits_gradient(dlogits);
+  else cross_entropy_backward(dlogits, logits_, targets_.data(), N, V, loss_scale);
   linear_backward(dln_, dw_.lm_head, static_cast<T*>(nullptr), dlogits, final_norm_, w_.lm_head, N, C, V);
   std::fill_n(dx_, N * C, T(0));
   rmsnorm_backward(dx_, dw_.final_norm, dln_, residual_ + L * N * C, w_.final_norm, final_rstd_, N, C);
+  if (hooks_.hidden_gradient) hooks_.hidden_gradient(L, dx_);
   for (int64_t l = L - 1; l >= 0; --l) {
     if (options_.activation_checkpointing) layer_forward(l, layer_acts(l));  // recompute from the saved input
     layer_backward(l, layer_acts(l));
+    if (hooks_.hidden_gradient) hooks_.hidden_gradient(l, dx_);
   }
   embedding_backward(dw_.wte, dx_, inputs_.data(), N, C);
 }

@@ -3,6 +3,7 @@
 // backward, layer by layer (train/layers.h). Parameters, gradients, activations and activation
 // gradients each live in one allocation viewed through structs of named pointers.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "io/model_config.h"
@@ -14,6 +15,22 @@ namespace retort::train {
 struct TrainModelOptions {
   // Keep only each layer's input (the residual stream) and recompute the layer in backward.
   bool activation_checkpointing = false;
+  // false: forward stops at the final norm and no [N, V] logits are held (a distillation teacher
+  // computes its logits chunk by chunk from final_hidden()).
+  bool lm_head = true;
+};
+
+// Extra gradient terms for distillation (train/distill.h), called during backward.
+template <typename T>
+struct BackwardHooks {
+  // If set, replaces cross-entropy's gradient: receives the [N, V] logits and overwrites them, in
+  // place, with d loss / d logits.
+  std::function<void(T* logits)> logits_gradient;
+  // Adds into dx [N, C], the gradient of the residual stream after i layers (called for i = L … 0).
+  std::function<void(int64_t i, T* dx)> hidden_gradient;
+  // Adds into dqkv [N, S] (rotated q and k, before the inverse RoPE) what reaches them through
+  // extra loss terms on layer l's attention probabilities att [B, H, T, T].
+  std::function<void(int64_t l, T* dqkv, const T* qkv, const T* att)> attention_gradient;
 };
 
 struct LossSum {
@@ -55,6 +72,14 @@ class TrainModel {
   // loss. The logits stay readable until backward() overwrites them with their gradient.
   LossSum forward(const int32_t* inputs, const int32_t* targets);
   const T* logits() const { return logits_; }  // [N, V]
+  // After forward: the residual stream after i layers [N, C] (0: the embeddings; L: before the
+  // final norm), the final norm's output [N, C], and layer l's attention probabilities
+  // [B, H, T, T] (without activation checkpointing only).
+  const T* hidden_state(int64_t i) const { return residual_ + i * N_ * config_.hidden_size; }
+  const T* final_hidden() const { return final_norm_; }
+  const T* attention_probs(int64_t l) const { return layer_acts(l).att; }
+  const ParameterViews<T>& weights() const { return w_; }
+  void set_backward_hooks(BackwardHooks<T> hooks) { hooks_ = std::move(hooks); }
 
   void zero_grad();
   // Adds this micro-batch's gradients into grads(): d(loss_scale · Σ losses) / dθ.
@@ -90,6 +115,7 @@ class TrainModel {
   T* dgate_up_ = nullptr; // [N, 2F]
 
   std::vector<int32_t> inputs_, targets_;  // [N] of the last forward
+  BackwardHooks<T> hooks_;
 };
 
 }  // namespace retort::train
