@@ -18,6 +18,7 @@ void add_init_command(CLI::App& app);
 void add_convert_command(CLI::App& app);  // convert and quantize
 void add_eval_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_distill_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 
 }  // namespace retort::cli
