@@ -41,19 +41,26 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     blas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  if (M >= N) {  // panels of output rows
-    parallel_rows((M + kPanel - 1) / kPanel, 1, [&](int64_t begin, int64_t end) {
-      const int64_t m0 = begin * kPanel, m1 = std::min(M, end * kPanel);
-      const T* a = trans_a ? A + m0 : A + m0 * lda;
-      blas_gemm(trans_a, trans_b, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
-    });
-  } else {  // panels of output columns
-    parallel_rows((N + kPanel - 1) / kPanel, 1, [&](int64_t begin, int64_t end) {
-      const int64_t n0 = begin * kPanel, n1 = std::min(N, end * kPanel);
-      const T* b = trans_b ? B + n0 * ldb : B + n0;
-      blas_gemm(trans_a, trans_b, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
-    });
-  }
+  // One contiguous block of panels per thread: every extra BLAS call packs the other operand again.
+  const int64_t parts = thread_pool().size();
+  const bool split_rows = M >= N;
+  const int64_t panels = ((split_rows ? M : N) + kPanel - 1) / kPanel;
+  parallel_rows(parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t part = begin; part < end; ++part) {
+      const int64_t first = panels * part / parts * kPanel, last = panels * (part + 1) / parts * kPanel;
+      if (split_rows) {
+        const int64_t m0 = first, m1 = std::min(M, last);
+        if (m1 <= m0) continue;
+        const T* a = trans_a ? A + m0 : A + m0 * lda;
+        blas_gemm(trans_a, trans_b, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
+      } else {
+        const int64_t n0 = first, n1 = std::min(N, last);
+        if (n1 <= n0) continue;
+        const T* b = trans_b ? B + n0 * ldb : B + n0;
+        blas_gemm(trans_a, trans_b, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
+      }
+    }
+  });
 }
 
 template <typename T>
@@ -222,8 +229,8 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
         const T* p = att + (b * d.H + h) * Tn * Tn;
         const T* dy = dout + b * Tn * O + h * hd;
         const T* q = base + h * hd;
-        const T* k = base + (d.H + g) * hd;
         const T* v = base + (d.H + d.KV + g) * hd;
+        const T* k = base + (d.H + g) * hd;
         gemm<T>(false, true, Tn, Tn, hd, T(1), dy, O, v, S, T(0), dp.data(), Tn);  // dP = dY · Vᵀ
         gemm<T>(true, false, Tn, hd, Tn, T(1), p, Tn, dy, O, T(1), dv, S);         // dV += Pᵀ · dY
         for (int64_t t = 0; t < Tn; ++t) {  // dS = P ⊙ (dP − Σ P⊙dP), scaled for the score's 1/√d
@@ -324,8 +331,12 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
       }
       T max;
       const double lse = log_sum_exp(row, V, &max);
+      // p − 1 in double: once the model is confident p ≈ 1 and the f32 difference would cancel.
+      // (Read before the loop: drow may be row.)
+      const int32_t t = targets[n];
+      const double target_grad = (std::exp(double(row[t] - max) - lse) - 1.0) * scale;
       for (int64_t v = 0; v < V; ++v) drow[v] = T(std::exp(double(row[v] - max) - lse) * scale);
-      drow[targets[n]] -= T(scale);
+      drow[t] = T(target_grad);
     }
   });
 }

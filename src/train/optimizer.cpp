@@ -11,7 +11,8 @@ namespace retort::train {
 AdamW::AdamW(const ParameterLayout& layout, AdamWConfig config)
     : layout_(layout), config_(config), moments_(2 * layout.total, 0.0f) {}
 
-void AdamW::step(float* params, const float* grads, double lr) {
+template <typename T>
+void AdamW::step(T* params, const T* grads, double lr) {
   ++step_;
   const double b1 = config_.beta1, b2 = config_.beta2;
   const double bias1 = 1.0 - std::pow(b1, double(step_));
@@ -20,21 +21,26 @@ void AdamW::step(float* params, const float* grads, double lr) {
   float* m = first_moment();
   float* v = second_moment();
   for (const ParameterInfo& tensor : layout_.tensors) {
-    // PyTorch: θ ← θ·(1 − lr·λ), then θ ← θ − lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + ε).
-    // In f32 as PyTorch computes it (the constants in double, then rounded once); vectorizes.
-    const auto decay = float(tensor.weight_decay ? 1.0 - lr * config_.weight_decay : 1.0);
-    const auto beta1 = float(b1), beta2 = float(b2), one_minus_b1 = float(1.0 - b1), one_minus_b2 = float(1.0 - b2);
-    const auto inv_bias2_sqrt = float(1.0 / bias2_sqrt), eps = float(config_.eps), step = float(step_size);
+    // PyTorch: θ ← θ·(1 − lr·λ), then θ ← θ − lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + ε); in T
+    // arithmetic (f32 as PyTorch computes it, vectorized), the constants in double rounded once.
+    const auto decay = T(tensor.weight_decay ? 1.0 - lr * config_.weight_decay : 1.0);
+    const auto beta1 = T(b1), beta2 = T(b2), one_minus_b1 = T(1.0 - b1), one_minus_b2 = T(1.0 - b2);
+    const auto inv_bias2_sqrt = T(1.0 / bias2_sqrt), eps = T(config_.eps), step = T(step_size);
     thread_pool().parallel_for(tensor.count, 1 << 14, [&](size_t begin, size_t end) {
       for (size_t i = tensor.offset + begin; i < tensor.offset + end; ++i) {
-        const float g = grads[i];
-        m[i] = beta1 * m[i] + one_minus_b1 * g;
-        v[i] = beta2 * v[i] + one_minus_b2 * g * g;
-        params[i] = params[i] * decay - step * m[i] / (std::sqrt(v[i]) * inv_bias2_sqrt + eps);
+        const T g = grads[i];
+        const T mi = beta1 * T(m[i]) + one_minus_b1 * g;
+        const T vi = beta2 * T(v[i]) + one_minus_b2 * g * g;
+        m[i] = float(mi);
+        v[i] = float(vi);
+        params[i] = params[i] * decay - step * mi / (std::sqrt(vi) * inv_bias2_sqrt + eps);
       }
     });
   }
 }
+
+template void AdamW::step<float>(float*, const float*, double);
+template void AdamW::step<double>(double*, const double*, double);
 
 LrDecay parse_lr_decay(const std::string& name) {
   if (name == "constant") return LrDecay::Constant;

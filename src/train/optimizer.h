@@ -22,8 +22,10 @@ class AdamW {
  public:
   AdamW(const ParameterLayout& layout, AdamWConfig config);
 
-  // One update with learning rate `lr` (the schedule's value for this step).
-  void step(float* params, const float* grads, double lr);
+  // One update with learning rate `lr` (the schedule's value for this step). float is training;
+  // double (moments still stored in f32) checks the update rule against f64 references.
+  template <typename T>
+  void step(T* params, const T* grads, double lr);
 
   int64_t steps_taken() const { return step_; }
   const AdamWConfig& config() const { return config_; }
