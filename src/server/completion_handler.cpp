@@ -12,9 +12,12 @@ namespace retort::server {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-// How long a response may stay silent before a keep-alive (an SSE comment, or a space before a
-// JSON body) goes out: a write is the only way to notice that the client has gone away.
-constexpr auto kKeepAliveInterval = std::chrono::milliseconds(1000);
+// How long a response may stay silent before a keep-alive goes out: a write is the only way to
+// notice that the client has gone away. Streams send an SSE comment after a second of silence
+// (tokens usually come sooner); a JSON body waiting for its whole reply gets a leading space (valid
+// JSON whitespace) more often, since it has no tokens to write in between.
+constexpr auto kStreamKeepAlive = std::chrono::milliseconds(1000);
+constexpr auto kBodyKeepAlive = std::chrono::milliseconds(200);
 constexpr auto kEventWait = std::chrono::milliseconds(100);
 
 std::mt19937_64& thread_rng() {
@@ -85,7 +88,7 @@ bool provide(ActiveResponse& active, httplib::DataSink& sink) {
   }
   auto events = active.stream->wait_events(kEventWait);
   if (events.empty()) {
-    if (Clock::now() - active.last_write < kKeepAliveInterval) return true;
+    if (Clock::now() - active.last_write < (active.streaming ? kStreamKeepAlive : kBodyKeepAlive)) return true;
     return write(active.streaming ? ": keep-alive\n\n" : " ");
   }
   for (const auto& event : events) {

@@ -162,7 +162,7 @@ HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std
   impl.services.metrics = &impl.metrics;
   impl.services.access_log = &impl.access_log;
   impl.services.shutting_down = &impl.shutting_down;
-  const int threads = std::max(4, impl.options.http_threads);
+  const int threads = impl.options.http_threads > 0 ? std::max(4, impl.options.http_threads) : 64;
   impl.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   impl.http.set_payload_max_length(impl.options.max_body_bytes);
   impl.http.set_read_timeout(30, 0);

@@ -29,7 +29,7 @@ struct ServerOptions {
   double request_timeout_seconds = 600;   // generation ends (finish_reason "length") after this
   std::string cors_origin;                // empty: CORS off; "*" or an origin to allow
   bool reasoning_inline = false;          // keep <think>…</think> in content instead of reasoning_content
-  int http_threads = 64;                  // concurrent connections being served
+  int http_threads = 0;                   // connections served at once; 0: 64
   double shutdown_grace_seconds = 30;     // in-flight requests may finish for this long on SIGTERM
   std::string access_log = "-";           // file for the JSON access log; "-" stderr; "" off
   bool web_ui = true;                     // serve the chat page at GET /

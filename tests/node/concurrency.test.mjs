@@ -19,9 +19,9 @@ function rng(seed) {
 
 before(async () => {
   if (skip) return;
-  // 8 running sequences and a small KV pool: requests queue for admission and get preempted.
+  // 8 running sequences: most of the 16 clients' requests queue for admission.
   server = await startServer(model, ["--template", "deepseek-r1", "--parallel", "8", "--queue", "128",
-                                     "--ctx", "256", "--kv-tokens", "1024", "--access-log", ""]);
+                                     "--ctx", "4096", "--kv-tokens", "4096", "--access-log", ""]);
   client = new OpenAI({ baseURL: server.url + "/v1", apiKey: "none", maxRetries: 0 });
 });
 
@@ -95,4 +95,35 @@ test("100 streams from 16 clients with random aborts", { skip, timeout: 240000 }
   assert.equal(metricValue(metrics, "retort_queue_depth"), 0, metrics);
   assert.equal(metricValue(metrics, "retort_kv_cache_blocks_used"), 0, metrics);
   assert.equal(metricValue(metrics, "retort_kv_cache_usage_ratio"), 0, metrics);
+});
+
+test("a non-streaming client that goes away is noticed and its sequence dropped", { skip, timeout: 60000 }, async () => {
+  const count499 = async () => {
+    const text = await (await fetch(server.url + "/metrics")).text();
+    const match = text.match(/retort_requests_total\{endpoint="\/v1\/chat\/completions",status="499"\} (\d+)/);
+    return match ? Number(match[1]) : 0;
+  };
+  const before = await count499();
+  const controller = new AbortController();
+  // 4000 greedy tokens: many seconds of work for the tiny model; the client leaves once it runs.
+  const request = client.chat.completions.create(
+    { model: undefined, messages: [{ role: "user", content: "Go on" }], max_tokens: 4000, temperature: 0 },
+    { signal: controller.signal });
+  for (let i = 0; i < 500; i++) {
+    const text = await (await fetch(server.url + "/metrics")).text();
+    if (metricValue(text, "retort_generated_tokens_total") > 0 && metricValue(text, "retort_running_sequences") === 1) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  controller.abort();
+  await assert.rejects(request);
+  let metrics = "";
+  for (let i = 0; i < 100; i++) {
+    metrics = await (await fetch(server.url + "/metrics")).text();
+    if (metricValue(metrics, "retort_running_sequences") === 0 && (await count499()) > before) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Had the server not noticed, the reply would have been written in full (status 200).
+  assert.equal(await count499(), before + 1, metrics);
+  assert.equal(metricValue(metrics, "retort_running_sequences"), 0);
+  assert.equal(metricValue(metrics, "retort_kv_cache_blocks_used"), 0);
 });
