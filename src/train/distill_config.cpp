@@ -200,7 +200,7 @@ DistillConfig parse_distill_config(const std::string& yaml_text, const std::stri
   c.hidden_loss = parse_hidden_loss_kind(hidden_kind);
   c.attention_loss = parse_attention_loss_kind(attention_kind);
   c.teacher_model = resolve(base_dir, c.teacher_model);
-  c.teacher_tokenizer = resolve(base_dir, c.teacher_tokenizer.empty() ? c.teacher_model : c.teacher_tokenizer);
+  c.teacher_tokenizer = c.teacher_tokenizer.empty() ? c.teacher_model : resolve(base_dir, c.teacher_tokenizer);
   c.generate.prompts = resolve(base_dir, c.generate.prompts);
   c.generate.output = resolve(base_dir, c.generate.output);
   check(c.w_hard >= 0 && c.w_soft >= 0 && c.w_hidden >= 0 && c.w_attention >= 0 &&
