@@ -123,6 +123,7 @@ SubmitResult Scheduler::submit(GenerationRequest request) {
     if (!accepting_.load()) return {SubmitStatus::ShuttingDown, nullptr};
     if (queued_ >= options_.max_queued) return {SubmitStatus::QueueFull, nullptr};
     ++queued_;
+    ++in_flight_;
     result.stream = sequence->stream;
     inbox_.push_back(std::move(sequence));
   }
@@ -133,9 +134,7 @@ SubmitResult Scheduler::submit(GenerationRequest request) {
 void Scheduler::shutdown(std::chrono::milliseconds grace) {
   accepting_.store(false);
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  while (std::chrono::steady_clock::now() < deadline) {
-    SchedulerStats now = stats();
-    if (now.queued == 0 && now.running == 0) break;
+  while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   {
@@ -368,6 +367,7 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
   event.generated_tokens = s.generated();
   cache_.release(s.kv);
   s.done = true;
+  --in_flight_;
   s.stream->push(std::move(event));
 }
 
@@ -391,6 +391,7 @@ void Scheduler::finish(Sequence& s, FinishReason reason, std::string error) {
   }
   cache_.release(s.kv);
   s.done = true;
+  --in_flight_;
   s.stream->push(std::move(event));
 }
 

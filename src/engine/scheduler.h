@@ -165,6 +165,7 @@ class Scheduler {
   std::condition_variable inbox_ready_;
   std::deque<std::unique_ptr<Sequence>> inbox_;  // submitted, not yet seen by the engine
   int64_t queued_ = 0;                           // inbox + waiting, under inbox_mutex_
+  std::atomic<int64_t> in_flight_{0};          // submitted and not yet finished (what shutdown waits for)
   std::atomic<bool> accepting_{true};
   std::atomic<bool> stopping_{false};  // engine: cancel everything and exit
   std::thread engine_;
