@@ -26,7 +26,7 @@ for threads in 1 2; do
   ours=$($BENCH --threads $threads --steps "$STEPS" 2>/dev/null)
   echo "$ours"
   if $PY -c "import torch" 2>/dev/null; then
-    theirs=$($PY bench/train_torch.py --threads $threads --steps "$STEPS")
+    theirs=$(OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads $PY bench/train_torch.py --threads $threads --steps "$STEPS")
     echo "$theirs"
     echo "threads $threads: retort $(value "$ours" tokens_per_s) tok/s, PyTorch $(value "$theirs" tokens_per_s) tok/s," \
          "ratio $(awk -v a="$(value "$ours" tokens_per_s)" -v b="$(value "$theirs" tokens_per_s)" 'BEGIN{printf "%.2f", a/b}')x"

@@ -9,6 +9,7 @@
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
+#include "train/optimizer.h"
 #include "train/train_model.h"
 #include "util/error.h"
 
@@ -189,6 +190,40 @@ TEST(TrainAccumulation, TwoMicroBatchesEqualOneBatch) {
     micro.backward(1.0 / 11);
   }
   for (size_t i = 0; i < whole.parameter_count(); ++i) ASSERT_NEAR(whole.grads()[i], micro.grads()[i], 1e-12) << i;
+}
+
+}  // namespace
+}  // namespace retort::train
+
+namespace retort::train {
+namespace {
+
+TEST(TrainSchedule, WarmupThenCosineOrLinearDecay) {
+  LrSchedule cosine{1e-3, 4, 14, LrDecay::Cosine, 1e-4};
+  EXPECT_DOUBLE_EQ(cosine.at(0), 1e-3 / 4);
+  EXPECT_DOUBLE_EQ(cosine.at(3), 1e-3);
+  EXPECT_DOUBLE_EQ(cosine.at(4), 1e-3);
+  EXPECT_NEAR(cosine.at(9), 1e-4 + 0.9e-3 * 0.5, 1e-15);  // half way: cos(π/2) = 0
+  EXPECT_NEAR(cosine.at(14), 1e-4, 1e-15);
+  EXPECT_NEAR(cosine.at(20), 1e-4, 1e-15);  // stays at the floor past the end
+  LrSchedule linear{2e-3, 0, 10, LrDecay::Linear, 0};
+  EXPECT_DOUBLE_EQ(linear.at(0), 2e-3);
+  EXPECT_NEAR(linear.at(5), 1e-3, 1e-15);
+  LrSchedule constant{5e-5, 2, 10, LrDecay::Constant, 0};
+  EXPECT_DOUBLE_EQ(constant.at(1), 5e-5);
+  EXPECT_DOUBLE_EQ(constant.at(9), 5e-5);
+  EXPECT_THROW(parse_lr_decay("exponential"), Error);
+}
+
+TEST(TrainSchedule, ClipByGlobalNorm) {
+  std::vector<float> grads(100001, 0.0f);
+  grads[0] = 3.0f;
+  grads[100000] = 4.0f;
+  EXPECT_NEAR(clip_grad_norm(grads.data(), grads.size(), 10.0), 5.0, 1e-6);  // under the limit: untouched
+  EXPECT_EQ(grads[0], 3.0f);
+  EXPECT_NEAR(clip_grad_norm(grads.data(), grads.size(), 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(global_grad_norm(grads.data(), grads.size()), 1.0, 1e-6);
+  EXPECT_NEAR(grads[0] / grads[100000], 0.75, 1e-6);  // direction kept
 }
 
 }  // namespace
