@@ -88,6 +88,7 @@ void serve(ServeOptions& options) {
     http.serve();
     http_done.set_value();
   });
+  http.wait_until_serving();
   std::printf("retort serve: listening on http://%s:%d (loading the model)\n", options.server.host.c_str(), port);
   std::fflush(stdout);
 

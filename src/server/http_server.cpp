@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <thread>
 
 #include "server/access_log.h"
 #include "server/api_error.h"
@@ -227,6 +228,12 @@ int HttpServer::bind() {
 }
 
 void HttpServer::serve() { impl_->http.listen_after_bind(); }
+
+void HttpServer::wait_until_serving() const {
+  for (int i = 0; i < 10000 && !impl_->http.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 void HttpServer::attach(ServingModel model) {
   {

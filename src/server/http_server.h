@@ -52,8 +52,10 @@ class HttpServer {
 
   // Binds host:port (throws retort::Error when it cannot); returns the port bound.
   int bind();
-  // Serves until stop(); call from its own thread.
+  // Serves until stop(); call from its own thread, then wait_until_serving() before relying on
+  // stop() (httplib ignores a stop that comes before its loop has started).
   void serve();
+  void wait_until_serving() const;
   void attach(ServingModel model);
   // New requests get 503 from now on; in-flight ones continue.
   void begin_shutdown();

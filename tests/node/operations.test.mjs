@@ -114,3 +114,12 @@ test("SIGTERM lets the in-flight stream finish, refuses new work, exits 0", { sk
   assert.equal(code, 0, server.stderr);
   assert.match(server.stdout, /SIGTERM received/);
 });
+
+test("a model that cannot be loaded ends the server with exit 1 and says why", { timeout: 30000 }, async () => {
+  const { spawnSync } = await import("node:child_process");
+  const { retortBinary } = await import("./server.mjs");
+  const result = spawnSync(retortBinary(), ["serve", "/nonexistent/model", "--port", "0"], { encoding: "utf8",
+                                                                                            timeout: 20000 });
+  assert.equal(result.status, 1, result.stdout + result.stderr);
+  assert.match(result.stderr, /does not exist/);
+});
