@@ -65,6 +65,40 @@ sigset_t block_shutdown_signals() {
   return signals;
 }
 
+// The model, its shared KV cache and the scheduler that steps it.
+struct ServingEngine {
+  ModelSession session;
+  std::unique_ptr<Scheduler> scheduler;
+  server::ServingModel serving;
+};
+
+ServingEngine load_engine(ServeOptions& options) {
+  ServingEngine engine;
+  const int64_t context = options.model.context;
+  options.model.context = 16;  // the session's own cache is replaced by the shared pool below
+  engine.session = open_model_session(options.model, true);
+  ModelSession& session = engine.session;
+  const int64_t kv_tokens = options.kv_tokens > 0 ? options.kv_tokens : std::max<int64_t>(16384, context);
+  require(kv_tokens >= context, ErrorKind::InvalidInput,
+          "--kv-tokens ({}) must hold at least one full context (--ctx {})", kv_tokens, context);
+  session.cache.reset();
+  session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens);
+  options.scheduler.context = std::min(context, session.model->config.max_positions);
+  engine.scheduler = std::make_unique<Scheduler>(session.transformer(), *session.cache, session.require_tokenizer(),
+                                                 options.scheduler);
+  // A model without a chat template still serves /v1/completions; chat requests then get a 400.
+  std::optional<ChatTemplateKind> chat_template;
+  try {
+    chat_template = resolve_chat_template(session.require_tokenizer(), options.template_name);
+  } catch (const Error& error) {
+    if (!options.template_name.empty()) throw;
+    spdlog::warn("{}; /v1/chat/completions is off until the server is started with --template", error.what());
+  }
+  engine.serving = {engine.scheduler.get(), session.tokenizer.get(), chat_template,
+                    default_model_name(options.model.model_path)};
+  return engine;
+}
+
 void serve(ServeOptions& options) {
   const sigset_t signals = block_shutdown_signals();
   for (auto& key : read_api_keys(options.api_key_files)) options.server.api_keys.push_back(key);
@@ -92,35 +126,17 @@ void serve(ServeOptions& options) {
   std::printf("retort serve: listening on http://%s:%d (loading the model)\n", options.server.host.c_str(), port);
   std::fflush(stdout);
 
-  std::unique_ptr<Scheduler> scheduler;
-  ModelSession session;
+  ServingEngine engine;
   try {
-    const int64_t context = options.model.context;
-    options.model.context = 16;  // the session's own cache is replaced by the shared pool below
-    session = open_model_session(options.model, true);
-    const int64_t kv_tokens = options.kv_tokens > 0 ? options.kv_tokens : std::max<int64_t>(16384, context);
-    require(kv_tokens >= context, ErrorKind::InvalidInput,
-            "--kv-tokens ({}) must hold at least one full context (--ctx {})", kv_tokens, context);
-    session.cache.reset();
-    session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens);
-    options.scheduler.context = std::min(context, session.model->config.max_positions);
-    scheduler = std::make_unique<Scheduler>(session.transformer(), *session.cache, session.require_tokenizer(),
-                                            options.scheduler);
-    // A model without a chat template still serves /v1/completions; chat requests then get a 400.
-    std::optional<ChatTemplateKind> chat_template;
-    try {
-      chat_template = resolve_chat_template(session.require_tokenizer(), options.template_name);
-    } catch (const Error& error) {
-      if (!options.template_name.empty()) throw;
-      spdlog::warn("{}; /v1/chat/completions is off until the server is started with --template", error.what());
-    }
-    http.attach({scheduler.get(), session.tokenizer.get(), chat_template, default_model_name(options.model.model_path)});
+    engine = load_engine(options);
+    http.attach(engine.serving);
     std::printf("retort serve: ready on http://%s:%d (context %lld, %d parallel, KV cache %lld tokens = %.0f MiB, "
                 "template %s)\n",
-                options.server.host.c_str(), port, static_cast<long long>(scheduler->context()),
-                options.scheduler.max_running, static_cast<long long>(session.cache->capacity_tokens()),
-                session.cache->bytes() / 1048576.0,
-                chat_template ? std::string(chat_template_name(*chat_template)).c_str() : "none");
+                options.server.host.c_str(), port, static_cast<long long>(engine.scheduler->context()),
+                options.scheduler.max_running, static_cast<long long>(engine.session.cache->capacity_tokens()),
+                engine.session.cache->bytes() / 1048576.0,
+                engine.serving.chat_template ? std::string(chat_template_name(*engine.serving.chat_template)).c_str()
+                                             : "none");
     std::fflush(stdout);
   } catch (...) {
     http.stop();
@@ -134,7 +150,7 @@ void serve(ServeOptions& options) {
               signal_number == SIGINT ? "SIGINT" : "SIGTERM", options.server.shutdown_grace_seconds);
   std::fflush(stdout);
   http.begin_shutdown();
-  scheduler->shutdown(std::chrono::milliseconds(static_cast<int64_t>(options.server.shutdown_grace_seconds * 1000)));
+  engine.scheduler->shutdown(std::chrono::milliseconds(static_cast<int64_t>(options.server.shutdown_grace_seconds * 1000)));
   // Give the HTTP threads a moment to write the last events of the requests that just ended.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   http.stop();
