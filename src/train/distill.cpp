@@ -117,6 +117,10 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
           "memory.mixed_precision: {} is not implemented yet; use none", c.mixed_precision);
   spdlog::info("distillation settings (file values and defaults):\n{}", settings_text(entries));
 
+  // Checked before anything is written, so a mistaken fresh run cannot overwrite the run's student-init.
+  require(run_options.resume || !latest_checkpoint(c.output_dir).has_value(), ErrorKind::InvalidInput,
+          "'{}' already holds checkpoints of a run: pass --resume to continue it, or choose another checkpointing.dir",
+          c.output_dir);
   if (dc.student.from_teacher && !run_options.resume) write_student_from_teacher(dc.teacher_model, dc.student, c.model_init);
   const std::string model_dir = c.model_init;
   const ModelConfig sconf =
@@ -180,9 +184,6 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
     last_checkpoint = *latest;
     spdlog::info("resuming from {} (step {})", *latest, state.step);
   } else {
-    require(!latest_checkpoint(c.output_dir).has_value(), ErrorKind::InvalidInput,
-            "'{}' already holds checkpoints of a run: pass --resume to continue it, or choose another checkpointing.dir",
-            c.output_dir);
     if (!model_dir.empty()) {
       load_parameters(layout, *Checkpoint::open_directory(model_dir), student.params());
     } else {
