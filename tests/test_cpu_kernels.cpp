@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <numeric>
+#include <thread>
+#include <chrono>
 
 #include "kernel_reference.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -216,6 +218,24 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
       for (size_t i = b; i < e; ++i) hits[i]++;
     });
     for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+}
+
+// Loops back to back (workers still spinning from the last one), loops after the workers have
+// gone to sleep, and pools destroyed in either state: every index exactly once, every time.
+TEST(ThreadPool, BackToBackAndAfterSleepingLoopsCoverEveryIndex) {
+  for (int round = 0; round < 3; ++round) {
+    ThreadPool pool(3);
+    for (int loop = 0; loop < 2000; ++loop) {
+      const size_t count = 1 + static_cast<size_t>(loop % 97);
+      std::vector<int> hits(count, 0);
+      pool.parallel_for(count, 1, [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) hits[i]++;
+      });
+      for (size_t i = 0; i < count; ++i) ASSERT_EQ(hits[i], 1) << "loop " << loop << " index " << i;
+      if (loop % 500 == 499) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (round == 1) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 
