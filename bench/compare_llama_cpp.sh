@@ -69,8 +69,8 @@ hf=.cache/bench-models/$MODEL
 if [ ! -f "$hf/config.json" ]; then
   "$RETORT" init --config "configs/models/$MODEL.json" --out "$hf" --seed 1 --tokenizer .cache/tokenizers/qwen
 fi
-echo "| type | llama.cpp prefill | retort prefill | ratio | llama.cpp decode | retort decode | ratio |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| type | llama.cpp prefill | retort prefill | ratio | llama.cpp decode | retort decode | ratio | retort decode ÷ roofline |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for type in bf16 q8_0 q4_0 q4_k; do
   gguf=$WORK/$MODEL-$type.gguf
   [ -f "$gguf" ] || "$RETORT" convert "$hf" -o "$gguf" --type "$type" >/dev/null 2>&1
@@ -82,7 +82,8 @@ for type in bf16 q8_0 q4_0 q4_k; do
   row=$("$BUILD/bench/bench_inference" "$gguf" --threads "$THREADS" --prompt "$PROMPT" --decode "$DECODE" 2>/dev/null | tail -1)
   ours_pp=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $4); print $4}')
   ours_tg=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $6); print $6}')
-  awk -v t="$type" -v a="$theirs_pp" -v b="$ours_pp" -v c="$theirs_tg" -v d="$ours_tg" \
-    'BEGIN { printf "| %s | %.1f | %.1f | %.2f× | %.2f | %.2f | %.2f× |\n", t, a, b, b / a, c, d, d / c }'
+  roofline=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $8); print $8}')
+  awk -v t="$type" -v a="$theirs_pp" -v b="$ours_pp" -v c="$theirs_tg" -v d="$ours_tg" -v r="$roofline" \
+    'BEGIN { printf "| %s | %.1f | %.1f | %.2f× | %.2f | %.2f | %.2f× | %s |\n", t, a, b, b / a, c, d, d / c, r }'
 done
 exit $status

@@ -15,7 +15,7 @@ MAX_TOKENS=${MAX_TOKENS:-64}
 LEVELS=${LEVELS:-1,4,16,32}
 SLOTS=32
 CTX_PER_SLOT=512
-LLAMA_SERVER=${LLAMA_SERVER:-/work/llama/build/bin/llama-server}
+LLAMA_SERVER=${LLAMA_SERVER:-}
 mkdir -p "$MODELS"
 
 dir=$MODELS/Qwen2.5-0.5B
@@ -69,5 +69,5 @@ if [ -x "$LLAMA_SERVER" ]; then
                   `${(a.ttft_p50_ms / b.ttft_p50_ms).toFixed(2)} | ${(a.itl_p50_ms / b.itl_p50_ms).toFixed(2)}`);
     }' "${summary[0]}" "${summary[1]}"
 else
-  echo "llama-server not found at $LLAMA_SERVER; set LLAMA_SERVER to compare"
+  echo "no llama-server at '$LLAMA_SERVER'; set LLAMA_SERVER to a built llama-server to compare"
 fi
