@@ -1,13 +1,38 @@
 #include "util/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
 namespace retort {
 
 namespace {
 thread_local bool in_parallel_region = false;
+
+// How long an idle thread polls before it sleeps: longer than the usual gap between two loops of
+// one decode step, short enough that little is lost when more threads are runnable than there are
+// cores (a polling thread may then hold the core the awaited one needs).
+constexpr auto kSpinTime = std::chrono::microseconds(50);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
 }
+
+// Polls `ready` for up to kSpinTime; true once it holds.
+template <class Ready>
+bool spin_until(Ready ready) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return ready();
+  }
+}
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   int workers = std::max(threads, 1) - 1;
@@ -36,12 +61,16 @@ void ThreadPool::run_chunks() {
 
 void ThreadPool::worker_loop(int /*index*/) {
   uint64_t seen_generation = 0;
+  auto has_work = [&] { return generation_.load(std::memory_order_acquire) != seen_generation; };
   for (;;) {
-    {
+    if (!spin_until(has_work)) {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
+      wake_.wait(lock, [&] { return stopping_ || has_work(); });
+    }
+    {
+      std::lock_guard lock(mutex_);  // the loop's fields were written under it
       if (stopping_) return;
-      seen_generation = generation_;
+      seen_generation = generation_.load(std::memory_order_acquire);
     }
     run_chunks();
     if (busy_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -69,12 +98,16 @@ void ThreadPool::parallel_for(size_t count, size_t grain,
     chunk_ = (count + chunks - 1) / chunks;
     next_chunk_.store(0, std::memory_order_relaxed);
     busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   run_chunks();
-  std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return busy_workers_.load(std::memory_order_acquire) == 0; });
+  auto all_done = [&] { return busy_workers_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(all_done)) {
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, all_done);
+  }
+  std::lock_guard lock(mutex_);
   body_ = nullptr;
 }
 
