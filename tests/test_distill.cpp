@@ -9,6 +9,7 @@
 #include <functional>
 #include <random>
 
+#include "finite_difference.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "train/distill.h"
@@ -19,7 +20,9 @@
 namespace retort::train {
 namespace {
 
-using Vec = std::vector<double>;
+using test::Vec;
+using test::gradient_error;
+using test::random_vec;
 
 ModelConfig tiny(int64_t layers, int64_t hidden, int64_t heads, int64_t kv, int64_t vocab) {
   ModelConfig c;
@@ -36,22 +39,6 @@ ModelConfig tiny(int64_t layers, int64_t hidden, int64_t heads, int64_t kv, int6
   return c;
 }
 
-double gradient_error(Vec& x, const Vec& analytic, const std::function<double()>& loss, double h = 1e-5) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double saved = x[i];
-    x[i] = saved + h;
-    const double up = loss();
-    x[i] = saved - h;
-    const double down = loss();
-    x[i] = saved;
-    const double numeric = (up - down) / (2 * h);
-    diff += (analytic[i] - numeric) * (analytic[i] - numeric);
-    norm += numeric * numeric;
-  }
-  EXPECT_GT(norm, 0.0);
-  return std::sqrt(diff / norm);
-}
 
 DistillConfig objective_config(SoftLossKind soft, HiddenLossKind hidden, AttentionLossKind attention) {
   DistillConfig c;

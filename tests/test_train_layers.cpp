@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 
+#include "finite_difference.h"
 #include "train/layers.h"
 #include "train/train_model.h"
 #include "util/thread_pool.h"
@@ -14,14 +15,10 @@
 namespace retort::train {
 namespace {
 
-using Vec = std::vector<double>;
+using test::Vec;
+using test::gradient_error;
+using test::random_vec;
 
-Vec random_vec(size_t n, std::mt19937_64& rng, double scale = 1.0) {
-  std::normal_distribution<double> dist(0.0, scale);
-  Vec v(n);
-  for (double& x : v) x = dist(rng);
-  return v;
-}
 
 double dot(const Vec& a, const Vec& b) {
   double s = 0;
@@ -29,23 +26,6 @@ double dot(const Vec& a, const Vec& b) {
   return s;
 }
 
-// ‖analytic − numeric‖ / ‖numeric‖ with the numeric gradient of loss() w.r.t. x by central differences.
-double gradient_error(Vec& x, const Vec& analytic, const std::function<double()>& loss, double h = 1e-5) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double saved = x[i];
-    x[i] = saved + h;
-    const double up = loss();
-    x[i] = saved - h;
-    const double down = loss();
-    x[i] = saved;
-    const double numeric = (up - down) / (2 * h);
-    diff += (analytic[i] - numeric) * (analytic[i] - numeric);
-    norm += numeric * numeric;
-  }
-  EXPECT_GT(norm, 0.0) << "the gradient is identically zero: the check would prove nothing";
-  return std::sqrt(diff / norm);
-}
 
 constexpr double kTolerance = 1e-6;
 
