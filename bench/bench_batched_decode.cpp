@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   auto model = load_model(path, backend);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   KvCache cache(model->config, (context + steps + 16) * max_batch + 64);
-  std::printf("%s, %zu threads, %lld positions of context per sequence\n", path.c_str(), thread_pool().size(),
+  std::printf("%s, %d threads, %lld positions of context per sequence\n", path.c_str(), thread_pool().size(),
               static_cast<long long>(context));
   std::printf("batch | ms per step | tok/s aggregate | x single\n");
   double single = 0;

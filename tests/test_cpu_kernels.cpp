@@ -25,9 +25,8 @@ std::vector<const cpu::IsaKernels*> available_isas() {
   return isas;
 }
 
-bool uses_integer_dot(const cpu::IsaKernels& kernels, DType dtype, int64_t tokens) {
-  return cpu::integer_kernels_for(kernels) != nullptr && tokens < CpuBackend::kGemmMinTokens &&
-         is_block_quantized(dtype);
+bool uses_integer_dot(const cpu::IsaKernels& kernels, DType dtype) {
+  return cpu::integer_kernels_for(kernels) != nullptr && is_block_quantized(dtype);
 }
 
 std::vector<float> quantized_activation_values(const std::vector<float>& in, int64_t tokens, int64_t cols) {
@@ -61,8 +60,8 @@ TEST_P(CpuKernels, MatmulMatchesReferenceForEveryDtypeAndAwkwardShape) {
   }
 }
 
-// Block-quantized weights against f64 on their dequantized values: the tile path (few tokens)
-// and the sgemm path (many), rows not a multiple of the tile.
+// Block-quantized weights against f64 on their dequantized values, 1 to 11 tokens, rows not a
+// multiple of the tile.
 TEST_P(CpuKernels, QuantizedMatmulMatchesDequantizedReference) {
   CpuBackend backend(*GetParam());
   std::mt19937 rng(77);
@@ -84,7 +83,7 @@ TEST_P(CpuKernels, QuantizedMatmulMatchesDequantizedReference) {
         backend.matmul(out.data(), in.data(), WeightMatrix{dtype, packed.data(), rows, cols}, tokens);
         // Where an integer kernel runs, it sees the activations quantized to 8-bit blocks
         // (test_quant_matmul.cpp bounds that error); the reference takes the same inputs.
-        if (uses_integer_dot(*GetParam(), dtype, tokens)) in = quantized_activation_values(in, tokens, cols);
+        if (uses_integer_dot(*GetParam(), dtype)) in = quantized_activation_values(in, tokens, cols);
         auto want = test::reference_matmul(in, exact, tokens, rows, cols);
         for (size_t i = 0; i < out.size(); ++i)
           ASSERT_NEAR(out[i], want[i], test::dot_tolerance(cols, 4.0)) << dtype_name(dtype) << " cols=" << cols << " tokens=" << tokens;

@@ -1,7 +1,5 @@
 #include "kernels/cpu/cpu_backend.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -68,10 +66,7 @@ void convert_to_f32(float* out, const void* in, DType dtype, int64_t count) {
 CpuBackend::CpuBackend() : CpuBackend(cpu::active_kernels()) {}
 
 CpuBackend::CpuBackend(const cpu::IsaKernels& kernels)
-    : kernels_(kernels), integer_kernels_(cpu::integer_kernels_for(kernels)) {
-  // Our own pool splits the work; OpenBLAS runs single-threaded inside each chunk.
-  openblas_set_num_threads(1);
-}
+    : kernels_(kernels), integer_kernels_(cpu::integer_kernels_for(kernels)) {}
 
 std::string CpuBackend::name() const {
   std::string name = std::string("cpu-") + kernels_.name;
@@ -81,10 +76,6 @@ std::string CpuBackend::name() const {
 }
 
 void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
-  if (tokens >= kGemmMinTokens) {
-    matmul_gemm(out, in, w, tokens);
-    return;
-  }
   if (cpu::QuantMatmulFn integer = integer_kernel_for(integer_kernels_, w.dtype)) {
     matmul_integer(integer, out, in, w, tokens);
     return;
@@ -100,31 +91,7 @@ void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int6
   });
 }
 
-void CpuBackend::matmul_gemm(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
-  constexpr int64_t kPanelRows = 64;
-  const int64_t panels = (w.rows + kPanelRows - 1) / kPanelRows;
-  thread_pool().parallel_for(static_cast<size_t>(panels), 1, [&](size_t begin, size_t end) {
-    thread_local std::vector<float> panel;
-    for (size_t p = begin; p < end; ++p) {
-      const int64_t row = static_cast<int64_t>(p) * kPanelRows;
-      const int64_t rows = std::min(kPanelRows, w.rows - row);
-      const float* panel_f32;
-      if (w.dtype == DType::F32) {
-        panel_f32 = static_cast<const float*>(w.data) + row * w.cols;
-      } else {
-        panel.resize(static_cast<size_t>(rows * w.cols));
-        const auto* src = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(row) * dtype_row_bytes(w.dtype, w.cols);
-        convert_to_f32(panel.data(), src, w.dtype, rows * w.cols);
-        panel_f32 = panel.data();
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(tokens), static_cast<int>(rows),
-                  static_cast<int>(w.cols), 1.0f, in, static_cast<int>(w.cols), panel_f32,
-                  static_cast<int>(w.cols), 0.0f, out + row, static_cast<int>(w.rows));
-    }
-  });
-}
-
-// Few tokens on block-quantized weights with an integer kernel: the activations are quantized to
+// Block-quantized weights with an integer kernel: the activations are quantized to
 // 8-bit blocks once, here, and every thread dots its rows against them.
 void CpuBackend::matmul_integer(cpu::QuantMatmulFn kernel, float* out, const float* in, const WeightMatrix& w,
                                 int64_t tokens) {
@@ -138,7 +105,7 @@ void CpuBackend::matmul_integer(cpu::QuantMatmulFn kernel, float* out, const flo
   });
 }
 
-// Few tokens on block-quantized weights without an integer kernel: each row is dequantized once into a small buffer and
+// Block-quantized weights without an integer kernel (the scalar set): each row is dequantized once into a small buffer and
 // dotted with every token's activations.
 void CpuBackend::matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
   const size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);

@@ -1,6 +1,7 @@
 #pragma once
-// The CPU backend: SIMD loops from isa_kernels.h, split over the thread pool; large-batch matmuls
-// go through OpenBLAS sgemm on f32 panels of the weights.
+// The CPU backend: SIMD loops from isa_kernels.h, split over the thread pool. Every batch size
+// goes through the register-tiled loops: converting weight panels to f32 for OpenBLAS sgemm was
+// slower at every size measured, 8 to 512 tokens (docs/performance.md).
 #include "kernels/backend.h"
 #include "kernels/cpu/isa_kernels.h"
 
@@ -25,11 +26,8 @@ class CpuBackend final : public Backend {
   void add(float* x, const float* y, int64_t count) override;
   void add_bias(float* x, const float* bias, int64_t tokens, int64_t dim) override;
 
-  // Batches at least this large use the sgemm path (weights converted to f32 a panel at a time).
-  static constexpr int64_t kGemmMinTokens = 8;
 
  private:
-  void matmul_gemm(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
   void matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
   void matmul_integer(cpu::QuantMatmulFn kernel, float* out, const float* in, const WeightMatrix& w,
                       int64_t tokens);
