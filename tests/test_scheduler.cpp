@@ -2,7 +2,6 @@
 // fixture's greedy continuation, KV blocks come back, cancellation, the bounded queue, preemption.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
 
 #include "engine/generation.h"
 #include "engine/scheduler.h"
@@ -50,9 +49,9 @@ class SchedulerTest : public ::testing::Test {
     RETORT_REQUIRE_PATH(dir_, "fixture tiny-r1-qwen");
     model_ = load_model(dir_, backend_);
     tokenizer_ = Tokenizer::load(dir_ + "/tokenizer.json");
-    auto expected = nlohmann::json::parse(read_text_file(dir_ + "/expected.json"));
-    prompt_ = expected["prompt_tokens"].get<std::vector<int32_t>>();
-    greedy_ = expected["greedy_tokens"].get<std::vector<int32_t>>();
+    const test::GoldenFixture golden = test::read_golden_fixture(dir_);
+    prompt_ = golden.prompt;
+    greedy_ = golden.greedy;
   }
 
   std::unique_ptr<Scheduler> make(int64_t kv_tokens, SchedulerOptions options = {}) {

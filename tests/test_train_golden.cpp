@@ -60,9 +60,9 @@ class TrainGolden : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(TrainGolden, TrainingForwardLogitsEqualInferenceForward) {
-  auto golden = nlohmann::json::parse(read_text(model_dir_ + "/expected.json"));
-  const auto prompt = golden["prompt_tokens"].get<std::vector<int32_t>>();
-  const double tolerance = 1e-3 * golden["logits_std"].get<double>();
+  const test::GoldenFixture golden = test::read_golden_fixture(model_dir_);
+  const std::vector<int32_t>& prompt = golden.prompt;
+  const double tolerance = 1e-3 * golden.logits_std;
   const auto T = static_cast<int64_t>(prompt.size()), V = config_.vocab_size;
 
   TrainModel<float> model(config_, 1, T);
@@ -78,9 +78,8 @@ TEST_P(TrainGolden, TrainingForwardLogitsEqualInferenceForward) {
   std::vector<float> inference_logits;
   inference->transformer->forward({&chunk, 1}, cache, inference_logits);
 
-  MappedFile fixture_logits(model_dir_ + "/logits.f32");
-  const auto* want = reinterpret_cast<const float*>(fixture_logits.data());
-  ASSERT_EQ(fixture_logits.size(), size_t(T * V) * sizeof(float));
+  const float* want = golden.logits.data();
+  ASSERT_EQ(golden.logits.size(), size_t(T * V));
   double worst_vs_inference = 0, worst_vs_fixture = 0;
   for (int64_t i = 0; i < T * V; ++i) {
     worst_vs_inference = std::max(worst_vs_inference, double(std::fabs(model.logits()[i] - inference_logits[i])));
