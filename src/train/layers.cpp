@@ -6,6 +6,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/bf16_gemm.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace retort::train {
@@ -122,19 +124,34 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
   });
 }
 
+namespace {
+// C = op(A)·op(B) (+ C when accumulate) at the linear layers' precision.
+void linear_gemm(MatmulPrecision precision, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  if (precision == MatmulPrecision::bf16) cpu::gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  else gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+}
+void linear_gemm(MatmulPrecision precision, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A,
+                 int64_t lda, const double* B, int64_t ldb, bool accumulate, double* C, int64_t ldc) {
+  require(precision == MatmulPrecision::f32, ErrorKind::Unsupported, "bf16 matrix products are for float models only");
+  gemm<double>(ta, tb, M, N, K, 1.0, A, lda, B, ldb, accumulate ? 1.0 : 0.0, C, ldc);
+}
+}  // namespace
+
 template <typename T>
-void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C, int64_t OC) {
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C, int64_t OC,
+                    MatmulPrecision precision) {
   if (bias != nullptr) {
     for (int64_t n = 0; n < N; ++n) std::copy_n(bias, OC, out + n * OC);
   }
-  gemm<T>(false, true, N, OC, C, T(1), inp, C, weight, C, bias != nullptr ? T(1) : T(0), out, OC);
+  linear_gemm(precision, false, true, N, OC, C, inp, C, weight, C, bias != nullptr, out, OC);
 }
 
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t N,
-                     int64_t C, int64_t OC) {
-  gemm<T>(false, false, N, C, OC, T(1), dout, OC, weight, C, T(0), dinp, C);    // dinp = dout · W
-  gemm<T>(true, false, OC, C, N, T(1), dout, OC, inp, C, T(1), dweight, C);     // dW += doutᵀ · inp
+                     int64_t C, int64_t OC, MatmulPrecision precision) {
+  linear_gemm(precision, false, false, N, C, OC, dout, OC, weight, C, false, dinp, C);  // dinp = dout · W
+  linear_gemm(precision, true, false, OC, C, N, dout, OC, inp, C, true, dweight, C);    // dW += doutᵀ · inp
   if (dbias != nullptr) {
     parallel_rows(OC, 64, [&](int64_t begin, int64_t end) {
       for (int64_t n = 0; n < N; ++n)
@@ -348,8 +365,9 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
   template void embedding_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t);                           \
   template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);                        \
   template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);           \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);                  \
-  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);         \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, MatmulPrecision); \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,         \
+                                   MatmulPrecision);                                                             \
   template void rope_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t);            \
   template void rope_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t);           \
   template void attention_forward<T>(T*, T*, const T*, const AttentionDims&);                                    \

@@ -43,19 +43,25 @@ void rmsnorm_backward(T* dinp,      // [N, C] += (residual stream)
                       T* dweight,   // [C] +=
                       const T* dout, const T* inp, const T* weight, const T* rstd, int64_t N, int64_t C);
 
+// How the linear layers' matrix products treat their operands. bf16: both operands of each product
+// (forward X·Wᵀ, backward dY·W and dYᵀ·X) are rounded to bf16 and summed in f32
+// (kernels/cpu/bf16_gemm.h); the tensors themselves, weights included, stay f32. float only.
+enum class MatmulPrecision { f32, bf16 };
+
 // out = inp · weightᵀ + bias
 template <typename T>
 void linear_forward(T* out,           // [N, OC]
                     const T* inp,     // [N, C]
                     const T* weight,  // [OC, C]
                     const T* bias,    // [OC] or null
-                    int64_t N, int64_t C, int64_t OC);
+                    int64_t N, int64_t C, int64_t OC, MatmulPrecision precision = MatmulPrecision::f32);
 template <typename T>
 void linear_backward(T* dinp,         // [N, C] =
                      T* dweight,      // [OC, C] +=
                      T* dbias,        // [OC] += or null
                      const T* dout,   // [N, OC]
-                     const T* inp, const T* weight, int64_t N, int64_t C, int64_t OC);
+                     const T* inp, const T* weight, int64_t N, int64_t C, int64_t OC,
+                     MatmulPrecision precision = MatmulPrecision::f32);
 
 // Rotates, in place, the first `heads` heads of each row (rotate-half pairing, as HF): row n is at
 // position n % seq_len. cos/sin are [seq_len, head_dim/2].

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "model/transformer.h"
 #include "util/error.h"
@@ -38,6 +39,8 @@ TrainModel<T>::TrainModel(const ModelConfig& config, int64_t batch, int64_t seq_
   require(seq_len <= config_.max_positions, ErrorKind::OutOfRange,
           "sequence length {} is over the model's {} positions (max_position_embeddings); use a shorter "
           "seq_len", seq_len, config_.max_positions);
+  require(std::is_same_v<T, float> || options_.matmul_precision == MatmulPrecision::f32, ErrorKind::Unsupported,
+          "bf16 matrix products are for float (f32) training models only");
   params_.assign(layout_.total, T(0));
   grads_.assign(layout_.total, T(0));
   w_ = parameter_views(layout_, config_, params_.data());
@@ -99,27 +102,29 @@ const LayerActivations<T>& TrainModel<T>::layer_acts(int64_t layer) const {
 
 template <typename T>
 void TrainModel<T>::layer_forward(int64_t l, const LayerActivations<T>& a) {
+  const MatmulPrecision mp = options_.matmul_precision;
   const LayerParameters<T>& p = w_.layers[static_cast<size_t>(l)];
   const int64_t N = N_, C = config_.hidden_size, F = config_.intermediate_size;
   const int64_t H = config_.num_heads, KV = config_.num_kv_heads, hd = config_.head_dim;
   const int64_t S = (H + 2 * KV) * hd;
   const T* x = residual_ + l * N * C;
   rmsnorm_forward(a.ln1, a.ln1_rstd, x, p.attn_norm, N, C, config_.rms_norm_eps);
-  linear_forward(a.qkv, a.ln1, p.wqkv, p.bqkv, N, C, S);
+  linear_forward(a.qkv, a.ln1, p.wqkv, p.bqkv, N, C, S, mp);
   rope_forward(a.qkv, rope_cos_.data(), rope_sin_.data(), N, T_, S, H + KV, hd);  // q and k heads
   attention_forward(a.atty, a.att, a.qkv, AttentionDims{B_, T_, H, KV, hd});
-  linear_forward(a.res_mid, a.atty, p.wo, static_cast<const T*>(nullptr), N, H * hd, C);
+  linear_forward(a.res_mid, a.atty, p.wo, static_cast<const T*>(nullptr), N, H * hd, C, mp);
   residual_forward(a.res_mid, a.res_mid, x, N * C);
   rmsnorm_forward(a.ln2, a.ln2_rstd, a.res_mid, p.mlp_norm, N, C, config_.rms_norm_eps);
-  linear_forward(a.gate_up, a.ln2, p.wgate_up, static_cast<const T*>(nullptr), N, C, 2 * F);
+  linear_forward(a.gate_up, a.ln2, p.wgate_up, static_cast<const T*>(nullptr), N, C, 2 * F, mp);
   swiglu_forward(a.swiglu, a.gate_up, N, F);
   T* out = residual_ + (l + 1) * N * C;
-  linear_forward(out, a.swiglu, p.wdown, static_cast<const T*>(nullptr), N, F, C);
+  linear_forward(out, a.swiglu, p.wdown, static_cast<const T*>(nullptr), N, F, C, mp);
   residual_forward(out, out, a.res_mid, N * C);
 }
 
 template <typename T>
 LossSum TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets) {
+  const MatmulPrecision mp = options_.matmul_precision;
   const int64_t N = N_, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_layers;
   inputs_.assign(inputs, inputs + N);
   for (int32_t id : inputs_)
@@ -134,7 +139,7 @@ LossSum TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets) {
   for (int64_t l = 0; l < L; ++l) layer_forward(l, layer_acts(l));
   rmsnorm_forward(final_norm_, final_rstd_, residual_ + L * N * C, w_.final_norm, N, C, config_.rms_norm_eps);
   if (!options_.lm_head) return {};
-  linear_forward(logits_, final_norm_, w_.lm_head, static_cast<const T*>(nullptr), N, C, V);
+  linear_forward(logits_, final_norm_, w_.lm_head, static_cast<const T*>(nullptr), N, C, V, mp);
   LossSum loss;
   loss.targets = cross_entropy_forward(losses_, logits_, targets_.data(), N, V);
   for (int64_t n = 0; n < N; ++n) loss.sum += double(losses_[n]);
@@ -148,6 +153,7 @@ void TrainModel<T>::zero_grad() {
 
 template <typename T>
 void TrainModel<T>::layer_backward(int64_t l, const LayerActivations<T>& a) {
+  const MatmulPrecision mp = options_.matmul_precision;
   // On entry dx_ holds the gradient of this layer's output; on exit, of its input.
   const LayerParameters<T>& p = w_.layers[static_cast<size_t>(l)];
   const LayerParameters<T>& dp = dw_.layers[static_cast<size_t>(l)];
@@ -156,27 +162,28 @@ void TrainModel<T>::layer_backward(int64_t l, const LayerActivations<T>& a) {
   const int64_t S = (H + 2 * KV) * hd;
   const T* x = residual_ + l * N * C;
   // MLP: out = res_mid + down(swiglu(gate_up(ln2(res_mid)))); the skip passes dx through unchanged.
-  linear_backward(dswiglu_, dp.wdown, static_cast<T*>(nullptr), dx_, a.swiglu, p.wdown, N, F, C);
+  linear_backward(dswiglu_, dp.wdown, static_cast<T*>(nullptr), dx_, a.swiglu, p.wdown, N, F, C, mp);
   swiglu_backward(dgate_up_, dswiglu_, a.gate_up, N, F);
-  linear_backward(dln_, dp.wgate_up, static_cast<T*>(nullptr), dgate_up_, a.ln2, p.wgate_up, N, C, 2 * F);
+  linear_backward(dln_, dp.wgate_up, static_cast<T*>(nullptr), dgate_up_, a.ln2, p.wgate_up, N, C, 2 * F, mp);
   rmsnorm_backward(dx_, dp.mlp_norm, dln_, a.res_mid, p.mlp_norm, a.ln2_rstd, N, C);
   // Attention: res_mid = x + o_proj(attention(rope(qkv(ln1(x))))).
-  linear_backward(datty_, dp.wo, static_cast<T*>(nullptr), dx_, a.atty, p.wo, N, H * hd, C);
+  linear_backward(datty_, dp.wo, static_cast<T*>(nullptr), dx_, a.atty, p.wo, N, H * hd, C, mp);
   attention_backward(dqkv_, datty_, a.qkv, a.att, AttentionDims{B_, T_, H, KV, hd});
   if (hooks_.attention_gradient) hooks_.attention_gradient(l, dqkv_, a.qkv, a.att);
   rope_backward(dqkv_, rope_cos_.data(), rope_sin_.data(), N, T_, S, H + KV, hd);
-  linear_backward(dln_, dp.wqkv, dp.bqkv, dqkv_, a.ln1, p.wqkv, N, C, S);
+  linear_backward(dln_, dp.wqkv, dp.bqkv, dqkv_, a.ln1, p.wqkv, N, C, S, mp);
   rmsnorm_backward(dx_, dp.attn_norm, dln_, x, p.attn_norm, a.ln1_rstd, N, C);
 }
 
 template <typename T>
 void TrainModel<T>::backward(double loss_scale) {
+  const MatmulPrecision mp = options_.matmul_precision;
   const int64_t N = N_, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_layers;
   T* dlogits = logits_;  // the logits are not needed after this point: their gradient replaces them
   require(options_.lm_head, ErrorKind::InvalidInput, "backward needs a model built with lm_head");
   if (hooks_.logits_gradient) hooks_.logits_gradient(dlogits);
   else cross_entropy_backward(dlogits, logits_, targets_.data(), N, V, loss_scale);
-  linear_backward(dln_, dw_.lm_head, static_cast<T*>(nullptr), dlogits, final_norm_, w_.lm_head, N, C, V);
+  linear_backward(dln_, dw_.lm_head, static_cast<T*>(nullptr), dlogits, final_norm_, w_.lm_head, N, C, V, mp);
   std::fill_n(dx_, N * C, T(0));
   rmsnorm_backward(dx_, dw_.final_norm, dln_, residual_ + L * N * C, w_.final_norm, final_rstd_, N, C);
   if (hooks_.hidden_gradient) hooks_.hidden_gradient(L, dx_);

@@ -18,6 +18,9 @@ struct TrainModelOptions {
   // false: forward stops at the final norm and no [N, V] logits are held (a distillation teacher
   // computes its logits chunk by chunk from final_hidden()).
   bool lm_head = true;
+  // bf16: every linear layer's matrix products, the LM head's included, round their operands to
+  // bf16 and sum in f32; weights, gradients, Adam state and activations stay f32 (float only).
+  MatmulPrecision matmul_precision = MatmulPrecision::f32;
 };
 
 // Extra gradient terms for distillation (train/distill.h), called during backward.

@@ -1,0 +1,108 @@
+// bf16 mixed precision on the whole model: the golden training fixtures' batch through the f32 and
+// the bf16 paths from the same weights. The bf16 loss and gradients must stay within what
+// rounding the matrix products' operands to 8 significant bits can explain, and must differ from
+// the f32 ones (the bf16 products are really used).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "io/model_config.h"
+#include "io/safetensors.h"
+#include "test_support.h"
+#include "train/train_model.h"
+#include "util/error.h"
+#include "util/mapped_file.h"
+
+namespace retort::train {
+namespace {
+
+double relative_l2(const float* got, const float* want, size_t n) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < n; ++i) {
+    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += double(want[i]) * want[i];
+  }
+  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
+}
+
+struct Pass {
+  double loss;
+  std::vector<float> grads;
+};
+
+Pass forward_backward(const ModelConfig& config, const Checkpoint& weights, const std::vector<int32_t>& inputs,
+                      const std::vector<int32_t>& targets, int64_t batch, MatmulPrecision precision) {
+  TrainModelOptions options;
+  options.matmul_precision = precision;
+  TrainModel<float> model(config, batch, int64_t(inputs.size()) / batch, options);
+  load_parameters(model.layout(), weights, model.params());
+  const LossSum loss = model.forward(inputs.data(), targets.data());
+  model.zero_grad();
+  model.backward(1.0 / double(loss.targets));
+  return {loss.sum / double(loss.targets), std::vector<float>(model.grads(), model.grads() + model.parameter_count())};
+}
+
+class TrainBf16 : public ::testing::TestWithParam<std::string> {};
+
+// The bounds. bf16 keeps 8 significant bits, so rounding an operand changes it by at most
+// 2^-9 ≈ 2e-3 relative and a product of two rounded operands by at most ~2^-8 ≈ 3.9e-3. Those
+// errors have random signs, so a dot product of K terms moves by about 2^-9·√2 of its typical
+// term size times √K, i.e. ~3e-3 of its own size for the sums here. The loss is one number at
+// the end of 3 layers of such products: within 1e-2 relative (2.5 × 2^-8). Each gradient tensor
+// goes through the forward and then the backward of every layer above it (up to 2·3 + 2 chains of
+// products, errors adding in quadrature): within 5e-2 per tensor (‖Δ‖/‖g‖). The f32 path is
+// within 4e-6 of autograd on the same tensors, so any bigger gap is bf16 rounding or a bug; the
+// lower bound 1e-4 shows the products really were rounded.
+TEST_P(TrainBf16, LossAndGradientsStayWithinBf16RoundingOfF32) {
+  const std::string model_dir = test::shared_path("fixtures/" + GetParam());
+  const std::string train_dir = test::shared_path("fixtures/train-" + GetParam());
+  RETORT_REQUIRE_PATH(model_dir, "fixture " + GetParam());
+  RETORT_REQUIRE_PATH(train_dir, "fixture train-" + GetParam());
+  const ModelConfig config = load_hf_config(model_dir + "/config.json");
+  const auto weights = Checkpoint::open_directory(model_dir);
+  MappedFile file(train_dir + "/expected.json");
+  const auto expected = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(file.data()), file.size()));
+  std::vector<int32_t> inputs, targets;
+  for (const auto& row : expected["input_tokens"]) for (int32_t t : row) inputs.push_back(t);
+  for (const auto& row : expected["target_tokens"]) for (int32_t t : row) targets.push_back(t);
+  const auto batch = int64_t(expected["input_tokens"].size());
+
+  const Pass f32 = forward_backward(config, *weights, inputs, targets, batch, MatmulPrecision::f32);
+  const Pass bf16 = forward_backward(config, *weights, inputs, targets, batch, MatmulPrecision::bf16);
+  const double loss_error = std::fabs(bf16.loss - f32.loss) / f32.loss;
+  EXPECT_LE(loss_error, 1e-2) << "f32 loss " << f32.loss << ", bf16 loss " << bf16.loss;
+
+  TrainModel<float> shapes(config, 1, 1);
+  double worst = 0;
+  std::string worst_name;
+  for (const ParameterInfo& info : shapes.layout().tensors) {
+    const double error = relative_l2(bf16.grads.data() + info.offset, f32.grads.data() + info.offset, info.count);
+    EXPECT_LE(error, 5e-2) << info.name;
+    if (error > worst) worst = error, worst_name = info.name;
+  }
+  EXPECT_GE(worst, 1e-4) << "the bf16 gradients are as close to f32 as f32 rounding: were the products rounded?";
+  std::printf("%s: loss f32 %.6f bf16 %.6f (relative %.2g); worst gradient tensor %s at %.2g\n", GetParam().c_str(),
+              f32.loss, bf16.loss, loss_error, worst_name.c_str(), worst);
+}
+
+TEST(TrainBf16Model, DoubleModelsRefuseBf16Products) {
+  const std::string model_dir = test::shared_path("fixtures/tiny-r1-qwen");
+  RETORT_REQUIRE_PATH(model_dir, "fixture tiny-r1-qwen");
+  const ModelConfig config = load_hf_config(model_dir + "/config.json");
+  TrainModelOptions options;
+  EXPECT_NO_THROW(TrainModel<double>(config, 1, 4, options));
+  options.matmul_precision = MatmulPrecision::bf16;
+  EXPECT_THROW(TrainModel<double>(config, 1, 4, options), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TrainBf16, ::testing::Values("tiny-r1-qwen", "tiny-r1-llama"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace retort::train
