@@ -87,22 +87,61 @@ TEST_F(TrainData, JsonlPromptResponseTrainsOnTheResponseOnly) {
             std::string::npos);
 }
 
-TEST_F(TrainData, ChatMessagesTrainOnTheLastAssistantTurn) {
+// The text of each run of tokens with the same mask, in order: "+" trained, "-" context only.
+std::vector<std::string> masked_runs(const Tokenizer& tok, const Example& e) {
+  std::vector<std::string> runs;
+  for (size_t i = 0; i < e.tokens.size();) {
+    size_t j = i;
+    while (j < e.tokens.size() && e.loss_mask[j] == e.loss_mask[i]) ++j;
+    runs.push_back((e.loss_mask[i] ? "+" : "-") +
+                   tok.decode(std::vector<int32_t>(e.tokens.begin() + ptrdiff_t(i), e.tokens.begin() + ptrdiff_t(j))));
+    i = j;
+  }
+  return runs;
+}
+
+TEST_F(TrainData, ChatMessagesTrainOnEveryAssistantTurn) {
   RETORT_REQUIRE_PATH(test::shared_path("fixtures/tiny-r1-qwen"), "fixture tiny-r1-qwen");
   DataOptions options;
   options.format = DataFormat::Jsonl;
   options.chat_template = "chatml";
-  auto examples = load_examples(
-      write("chat.jsonl", R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, )"
-                          R"({"role": "assistant", "content": "Hello!"}]})" "\n"),
-      options, &tokenizer(), 512);
+  const std::string conversation =
+      R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, )"
+      R"({"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Name?"}, )"
+      R"({"role": "assistant", "content": "Retort."}]})" "\n";
+  auto examples = load_examples(write("chat.jsonl", conversation), options, &tokenizer(), 512);
   ASSERT_EQ(examples.size(), 1u);
-  EXPECT_EQ(trained_text(tokenizer(), examples[0]), "Hello!<|im_end|>\n");
+  EXPECT_EQ(masked_runs(tokenizer(), examples[0]),
+            (std::vector<std::string>{"-<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                                      "<|im_start|>assistant\n",
+                                      "+Hello!<|im_end|>\n",
+                                      "-<|im_start|>user\nName?<|im_end|>\n<|im_start|>assistant\n",
+                                      "+Retort.<|im_end|>\n"}));
   EXPECT_NE(error_of([&] {
               load_examples(write("u.jsonl", R"({"messages": [{"role": "user", "content": "Hi"}]})" "\n"), options,
                             &tokenizer(), 512);
             }).find("u.jsonl:1: the conversation must end with an assistant message"),
             std::string::npos);
+}
+
+TEST_F(TrainData, ChatTurnsFollowATemplateThatRewritesPastReplies) {
+  // DeepSeek-R1's template drops the reasoning of assistant turns: only what it renders is trained.
+  RETORT_REQUIRE_PATH(test::shared_path("fixtures/tiny-r1-qwen"), "fixture tiny-r1-qwen");
+  DataOptions options;
+  options.format = DataFormat::Jsonl;
+  options.chat_template = "deepseek-r1";
+  auto examples = load_examples(
+      write("r1.jsonl", R"({"messages": [{"role": "user", "content": "2+2?"}, )"
+                        R"({"role": "assistant", "content": "<think>add</think>4"}, {"role": "user", "content": "3+3?"}, )"
+                        R"({"role": "assistant", "content": "6"}]})" "\n"),
+      options, &tokenizer(), 512);
+  ASSERT_EQ(examples.size(), 1u);
+  const auto runs = masked_runs(tokenizer(), examples[0]);
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_EQ(runs[1], "+4<｜end▁of▁sentence｜>");
+  EXPECT_EQ(runs[2].substr(0, 1), "-");
+  EXPECT_NE(runs[2].find("3+3?"), std::string::npos);
+  EXPECT_EQ(runs[3], "+6<｜end▁of▁sentence｜>");
 }
 
 TEST_F(TrainData, CsvTextLabelBecomesPromptAndLabel) {

@@ -104,6 +104,17 @@ std::vector<Example> pack_text(const std::string& text, int64_t seq_len, const T
   return examples;
 }
 
+size_t common_prefix(const std::string& a, const std::string& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+// The conversation rendered once through the template; every assistant turn's span in it (from
+// where the template would start generating after the turns before it, through its end-of-turn
+// markup) is trained, everything else (system, user, template text) is context only. Spans are
+// found by rendering prefixes of the conversation, so templates that rewrite earlier turns (R1
+// drops the reasoning of past replies) are followed exactly.
 Example chat_example(const Tokenizer& tokenizer, ChatTemplateKind kind, const nlohmann::json& messages,
                      const std::string& where) {
   std::vector<ChatMessage> chat;
@@ -114,17 +125,28 @@ Example chat_example(const Tokenizer& tokenizer, ChatTemplateKind kind, const nl
     chat.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
   }
   require(!chat.empty() && chat.back().role == "assistant", ErrorKind::InvalidInput,
-          "{}: the conversation must end with an assistant message (the loss is on its reply)", where);
-  const std::string prompt = render_chat(kind, {chat.begin(), chat.end() - 1}, true);
+          "{}: the conversation must end with an assistant message (the loss is on the assistant turns)", where);
   const std::string full = render_chat(kind, chat, false);
-  size_t common = 0;
-  while (common < prompt.size() && common < full.size() && prompt[common] == full[common]) ++common;
   Example e;
-  e.tokens = tokenizer.encode(full.substr(0, common), false);
-  e.loss_mask.assign(e.tokens.size(), 0);
-  const std::vector<int32_t> reply = tokenizer.encode(full.substr(common), false);
-  e.tokens.insert(e.tokens.end(), reply.begin(), reply.end());
-  e.loss_mask.resize(e.tokens.size(), 1);
+  size_t done = 0;  // characters of `full` already tokenized
+  auto append = [&](size_t end, uint8_t trained) {
+    const std::vector<int32_t> ids = tokenizer.encode(full.substr(done, end - done), false);
+    e.tokens.insert(e.tokens.end(), ids.begin(), ids.end());
+    e.loss_mask.resize(e.tokens.size(), trained);
+    done = end;
+  };
+  for (size_t i = 0; i < chat.size(); ++i) {
+    if (chat[i].role != "assistant") continue;
+    const std::vector<ChatMessage> before(chat.begin(), chat.begin() + static_cast<ptrdiff_t>(i));
+    const std::vector<ChatMessage> through(chat.begin(), chat.begin() + static_cast<ptrdiff_t>(i + 1));
+    const size_t begin = std::max(done, common_prefix(render_chat(kind, before, true), full));
+    const size_t end = i + 1 == chat.size() ? full.size() : common_prefix(render_chat(kind, through, false), full);
+    require(end > begin, ErrorKind::InvalidInput,
+            "{}: could not find assistant message {} in the rendered conversation (the chat template rewrites it)",
+            where, i + 1);
+    append(begin, 0);
+    append(end, 1);
+  }
   return e;
 }
 
@@ -262,7 +284,8 @@ std::vector<Example> load_examples(const std::string& path, const DataOptions& o
   const std::string text = read_whole_file(path);
   std::string cache_path;
   if (!options.cache_dir.empty() && options.format != DataFormat::Tokens) {
-    const std::string key = fmt::format("{}|{}|{}|{}", data_format_name(options.format), options.seq_len,
+    // v2: chat examples train on every assistant turn (v1 only on the last).
+    const std::string key = fmt::format("v2|{}|{}|{}|{}", data_format_name(options.format), options.seq_len,
                                         options.chat_template, options.tokenizer_fingerprint);
     cache_path = fmt::format("{}/{:016x}.tokens", options.cache_dir, fnv1a(text, fnv1a(key)));
     if (auto cached = read_cache(cache_path)) {

@@ -18,7 +18,7 @@ namespace retort::train {
 enum class DataFormat {
   Tokens,  // whitespace-separated token ids, one sequence per line
   Text,    // plain text, tokenized and packed into sequences of seq_len + 1 tokens
-  Jsonl,   // {"prompt", "response"} (loss on the response) or {"messages": [...]} (loss on the last assistant turn)
+  Jsonl,   // {"prompt", "response"} (loss on the response) or {"messages": [...]} (loss on every assistant turn)
   Csv,     // header "text,label": prompt "<text>\nLabel:" and response " <label>"
 };
 DataFormat parse_data_format(const std::string& name);  // tokens, text, jsonl, csv
