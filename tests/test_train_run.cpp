@@ -13,6 +13,8 @@
 #include <random>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "test_support.h"
 #include "train/train_config.h"
 #include "util/error.h"
@@ -108,6 +110,48 @@ TEST_F(TrainRun, SigkillThenResumeGivesTheBytesOfAnUninterruptedRun) {
   int checkpoints = 0;
   for (const auto& e : fs::directory_iterator(dir_ / "killed")) checkpoints += e.path().filename().string().rfind("step-", 0) == 0;
   EXPECT_EQ(checkpoints, 2);
+}
+
+// memory.mixed_precision: bf16 end to end: the per-step losses track an f32 run of the same
+// config, and a run stopped at step 4 and resumed ends with the bytes of an uninterrupted one (the
+// bf16 products sum in a fixed order, like the f32 ones).
+TEST_F(TrainRun, Bf16MixedPrecisionTracksF32AndResumesBitwise) {
+  auto config = [&](const std::string& name, const std::string& run_dir, int64_t steps, bool bf16) {
+    std::string text = read_bytes(write_config(name, run_dir, bf16 ? "memory: {mixed_precision: bf16}\n" : "", steps));
+    text.replace(text.find("decay: cosine"), 13, "decay: constant");  // so a longer run continues a shorter one
+    std::ofstream(dir_ / name) << text;
+    return (dir_ / name).string();
+  };
+  auto losses = [&](const std::string& run_dir) {
+    std::vector<double> values;
+    std::ifstream in(dir_ / run_dir / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) values.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+    return values;
+  };
+  auto f32 = train(config("f32.yaml", "f32", 8, false));
+  ASSERT_EQ(f32.status, 0) << f32.output;
+  auto whole = train(config("whole.yaml", "whole", 8, true));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  EXPECT_NE(whole.output.find("memory.mixed_precision = bf16"), std::string::npos) << whole.output;
+  const auto want = losses("f32"), got = losses("whole");
+  ASSERT_EQ(got.size(), 8u);
+  ASSERT_EQ(want.size(), 8u);
+  // The fixture test bounds one forward's loss at 1e-2 relative; eight steps of weights that
+  // drift apart by bf16-rounded gradients get twice that.
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want[i], 2e-2 * want[i]) << "step " << i + 1;
+    worst = std::max(worst, std::fabs(got[i] - want[i]) / want[i]);
+  }
+  std::printf("bf16 vs f32 loss over 8 steps: worst relative difference %.2g (final %.5f vs %.5f)\n", worst,
+              got.back(), want.back());
+  EXPECT_NE(got, want) << "bf16 gave the f32 losses exactly: the products were not rounded";
+
+  ASSERT_EQ(train(config("part.yaml", "part", 4, true)).status, 0);
+  auto resumed = train(config("part.yaml", "part", 8, true), "--resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_EQ(read_bytes(dir_ / "whole" / "step-00000008" / "model.safetensors"),
+            read_bytes(dir_ / "part" / "step-00000008" / "model.safetensors"));
 }
 
 TEST_F(TrainRun, ConfigErrorsNameThePath) {

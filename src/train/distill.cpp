@@ -19,6 +19,7 @@
 #include "train/checkpoint.h"
 #include "train/distill.h"
 #include "train/report.h"
+#include "train/run_setup.h"
 #include "train/student_init.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -33,11 +34,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr const char* kDistillState = "distill_state.safetensors";
-
-std::string tokenizer_dir_of(const std::string& path) {
-  if (path.empty()) return path;
-  return fs::is_regular_file(path) ? fs::path(path).parent_path().string() : path;
-}
 
 // Weights for this step: the configured ones, faded soft → hard, or normalised by each term's
 // running magnitude (an EMA of its per-target mean, updated after each step).
@@ -54,12 +50,6 @@ LossWeights step_weights(const DistillConfig& c, int64_t step, const LossWeights
     w = {norm(w.hard, ema.hard), norm(w.soft, ema.soft), norm(w.hidden, ema.hidden), norm(w.attention, ema.attention)};
   }
   return w;
-}
-
-std::string settings_text(const std::vector<ConfigEntry>& entries) {
-  std::string text;
-  for (const auto& e : entries) text += fmt::format("{} = {}{}\n", e.path, e.value, e.from_default ? "  (default)" : "");
-  return text;
 }
 
 void save_distill_state(const std::string& dir, const ParameterLayout& layout, const std::vector<float>& params,
@@ -111,16 +101,11 @@ LossWeights load_distill_state(const std::string& dir, const ParameterLayout& la
 DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<ConfigEntry>& entries,
                                   const DistillRunOptions& run_options) {
   const TrainConfig& c = dc.train;
-  set_thread_count(c.threads > 0 ? c.threads : default_thread_count());
-  openblas_set_num_threads(1);
-  require(c.mixed_precision == "none", ErrorKind::Unsupported,
-          "memory.mixed_precision: {} is not implemented yet; use none", c.mixed_precision);
+  set_run_threads(c);
   spdlog::info("distillation settings (file values and defaults):\n{}", settings_text(entries));
 
   // Checked before anything is written, so a mistaken fresh run cannot overwrite the run's student-init.
-  require(run_options.resume || !latest_checkpoint(c.output_dir).has_value(), ErrorKind::InvalidInput,
-          "'{}' already holds checkpoints of a run: pass --resume to continue it, or choose another checkpointing.dir",
-          c.output_dir);
+  refuse_used_run_directory(c, run_options.resume);
   if (dc.student.from_teacher && !run_options.resume) write_student_from_teacher(dc.teacher_model, dc.student, c.model_init);
   const std::string model_dir = c.model_init;
   const ModelConfig sconf =
@@ -138,7 +123,8 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   std::unique_ptr<Tokenizer> tokenizer = Tokenizer::load(student_tok_dir);
   check_same_tokenizer(*Tokenizer::load(teacher_tok_dir), *tokenizer, teacher_tok_dir, student_tok_dir);
 
-  TrainModel<float> student(sconf, c.batch_size, c.seq_len, {c.activation_checkpointing, true});
+  // memory.mixed_precision applies to the student's products; the teacher's forward stays f32.
+  TrainModel<float> student(sconf, c.batch_size, c.seq_len, train_model_options(c));
   TrainModel<float> teacher(tconf, c.batch_size, c.seq_len, {false, false});
   load_parameters(teacher.layout(), *Checkpoint::open_directory(dc.teacher_model), teacher.params());
   DistillObjective<float> objective(dc, student, teacher);
@@ -148,58 +134,28 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   std::vector<float> proj_params(objective.projections(), objective.projections() + objective.projection_layout().total);
 
   // Data exactly as `retort train` reads it (same loaders, split, cache).
-  DataOptions data_options;
-  data_options.format = c.format;
-  data_options.seq_len = c.seq_len;
-  data_options.val_fraction = c.validation_file.empty() ? c.val_fraction : 0.0;
-  data_options.seed = c.seed;
-  data_options.chat_template = c.chat_template;
-  data_options.cache_dir = (fs::path(c.output_dir) / "token-cache").string();
-  data_options.tokenizer_fingerprint = fmt::format("{}", tokenizer->vocab_size());
-  std::vector<Example> train_set, validation;
-  split_examples(load_examples(c.train_file, data_options, tokenizer.get(), sconf.vocab_size), data_options, train_set,
-                 validation);
-  if (!c.validation_file.empty()) validation = load_examples(c.validation_file, data_options, tokenizer.get(), sconf.vocab_size);
-  require(!train_set.empty(), ErrorKind::InvalidInput, "{}: nothing left to train on after the validation split", c.train_file);
+  const std::string fingerprint = file_fingerprint((fs::path(student_tok_dir) / "tokenizer.json").string());
+  const DataSets data = load_data_sets(c, tokenizer.get(), fingerprint, sconf.vocab_size);
+  const std::vector<Example>& train_set = data.train;
+  const std::vector<Example>& validation = data.validation;
   spdlog::info("data: {} training and {} validation examples; teacher {} layers × {} hidden, student {} layers × {}",
                train_set.size(), validation.size(), tconf.num_layers, tconf.hidden_size, sconf.num_layers,
                sconf.hidden_size);
 
-  TrainerState state;
-  state.seed = c.seed;
-  state.rng_state = c.seed;
-  LossWeights ema;
-  const std::string metrics_path = (fs::path(c.output_dir) / "metrics.jsonl").string();
+  OpenedRun run = open_or_resume_run(c, run_options.resume, sconf, layout, student.params(), optimizer);
+  TrainerState& state = run.state;
+  std::vector<StepRecord>& records = run.records;
+  std::string last_checkpoint = run.resumed_from;
+  const std::string metrics_path = run.metrics_path;
   const std::string terms_path = (fs::path(c.output_dir) / "distill_metrics.jsonl").string();
-  std::vector<StepRecord> records;
-  std::string last_checkpoint;
-  if (run_options.resume) {
-    auto latest = latest_checkpoint(c.output_dir);
-    require(latest.has_value(), ErrorKind::NotFound, "--resume: no checkpoint in '{}' to resume from", c.output_dir);
-    state = load_checkpoint(*latest, sconf, layout, student.params(), optimizer.moments().data());
-    optimizer.set_steps_taken(state.step);
-    ema = load_distill_state(*latest, objective.projection_layout(), proj_params, proj_optimizer.moments());
+  LossWeights ema;
+  if (!run.resumed_from.empty()) {
+    ema = load_distill_state(run.resumed_from, objective.projection_layout(), proj_params, proj_optimizer.moments());
     proj_optimizer.set_steps_taken(state.step);
-    records = read_metrics(metrics_path, state.step);
-    last_checkpoint = *latest;
-    spdlog::info("resuming from {} (step {})", *latest, state.step);
   } else {
-    if (!model_dir.empty()) {
-      load_parameters(layout, *Checkpoint::open_directory(model_dir), student.params());
-    } else {
-      std::mt19937_64 rng(c.seed);
-      std::normal_distribution<double> normal(0.0, c.init_stddev);
-      for (const auto& t : layout.tensors) {
-        const bool norm = t.role == TensorRole::AttnNorm || t.role == TensorRole::MlpNorm || t.role == TensorRole::OutputNorm;
-        const bool bias = t.role == TensorRole::Bq || t.role == TensorRole::Bk || t.role == TensorRole::Bv;
-        for (size_t i = 0; i < t.count; ++i) student.params()[t.offset + i] = norm ? 1.0f : bias ? 0.0f : float(normal(rng));
-      }
-    }
     objective.init_projections(c.seed);
     std::copy_n(objective.projections(), proj_params.size(), proj_params.data());
   }
-  fs::create_directories(c.output_dir);
-  write_metrics(metrics_path, records);
   std::ofstream metrics(metrics_path, std::ios::app), terms_log(terms_path, std::ios::app);
 
   // Validation: the student's (and once, the teacher's) cross-entropy on the same fixed batches.
@@ -227,8 +183,7 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   const LrSchedule schedule{c.adamw.lr, c.warmup_steps, c.steps, c.decay, c.min_lr};
   const std::string title = fmt::format("retort distill: {}", fs::path(c.output_dir).filename().string());
   auto refresh_report = [&] {
-    write_file_atomically((fs::path(c.output_dir) / "report.html").string(),
-                          render_report_html(title, records, settings_text(entries)));
+    write_file_atomically(run.report_path, render_report_html(title, records, settings_text(entries)));
   };
   auto checkpoint = [&] {
     state.data = loader.position();

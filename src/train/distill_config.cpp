@@ -239,12 +239,8 @@ DistillConfig parse_distill_config(const std::string& yaml_text, const std::stri
 }
 
 DistillConfig load_distill_config(const std::string& path, std::vector<ConfigEntry>* entries) {
-  std::ifstream in(path);
-  require(in.good(), ErrorKind::NotFound, "cannot open distillation config '{}'", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string base = std::filesystem::path(path).parent_path().string();
-  return parse_distill_config(text.str(), path, base.empty() ? "." : base, entries);
+  const ConfigFileText file = read_config_file(path, "distillation");
+  return parse_distill_config(file.text, path, file.base_dir, entries);
 }
 
 }  // namespace retort::train

@@ -188,13 +188,18 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   return c;
 }
 
-TrainConfig load_train_config(const std::string& path, std::vector<ConfigEntry>* entries) {
+ConfigFileText read_config_file(const std::string& path, const std::string& what) {
   std::ifstream in(path);
-  require(in.good(), ErrorKind::NotFound, "cannot open training config '{}'", path);
+  require(in.good(), ErrorKind::NotFound, "cannot open {} config '{}'", what, path);
   std::stringstream text;
   text << in.rdbuf();
   const std::string base = std::filesystem::path(path).parent_path().string();
-  return parse_train_config(text.str(), path, base.empty() ? "." : base, entries);
+  return {text.str(), base.empty() ? "." : base};
+}
+
+TrainConfig load_train_config(const std::string& path, std::vector<ConfigEntry>* entries) {
+  const ConfigFileText file = read_config_file(path, "training");
+  return parse_train_config(file.text, path, file.base_dir, entries);
 }
 
 }  // namespace retort::train

@@ -67,4 +67,12 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
                                std::vector<ConfigEntry>* entries = nullptr);
 TrainConfig load_train_config(const std::string& path, std::vector<ConfigEntry>* entries = nullptr);
 
+// A config file's text and the directory its relative paths resolve against ("." for a bare file
+// name); `what` ("training", "distillation") names the kind of config in the error.
+struct ConfigFileText {
+  std::string text;
+  std::string base_dir;
+};
+ConfigFileText read_config_file(const std::string& path, const std::string& what);
+
 }  // namespace retort::train

@@ -1,18 +1,16 @@
 #include "train/trainer.h"
 
-#include <cblas.h>
-
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/report.h"
+#include "train/run_setup.h"
 #include "train/train_model.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -30,54 +28,6 @@ using Clock = std::chrono::steady_clock;
 std::string duration_text(double seconds) {
   const auto s = static_cast<int64_t>(seconds);
   return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
-}
-
-std::string settings_text(const std::vector<ConfigEntry>& entries) {
-  std::string text;
-  for (const auto& e : entries) text += fmt::format("{} = {}{}\n", e.path, e.value, e.from_default ? "  (default)" : "");
-  return text;
-}
-
-// Weights ~ N(0, σ²), norms 1, biases 0, as transformers initialises them; our own generator so the
-// same seed gives the same model everywhere.
-void random_init(const ParameterLayout& layout, float* params, uint64_t seed, double stddev) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(0.0, stddev);
-  for (const auto& t : layout.tensors) {
-    const bool norm = t.role == TensorRole::AttnNorm || t.role == TensorRole::MlpNorm || t.role == TensorRole::OutputNorm;
-    const bool bias = t.role == TensorRole::Bq || t.role == TensorRole::Bk || t.role == TensorRole::Bv;
-    for (size_t i = 0; i < t.count; ++i) params[t.offset + i] = norm ? 1.0f : bias ? 0.0f : float(normal(rng));
-  }
-}
-
-std::string file_fingerprint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  uint64_t hash = 1469598103934665603ull;
-  char c;
-  while (in.get(c)) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return fmt::format("{:016x}", hash);
-}
-
-struct DataSets {
-  std::vector<Example> train, validation;
-};
-
-DataSets load_data(const TrainConfig& c, const Tokenizer* tokenizer, const std::string& tokenizer_json,
-                   int64_t vocab_size) {
-  DataOptions options;
-  options.format = c.format;
-  options.seq_len = c.seq_len;
-  options.val_fraction = c.validation_file.empty() ? c.val_fraction : 0.0;
-  options.seed = c.seed;
-  options.chat_template = c.chat_template;
-  options.cache_dir = (fs::path(c.output_dir) / "token-cache").string();
-  options.tokenizer_fingerprint = tokenizer_json.empty() ? "" : file_fingerprint(tokenizer_json);
-  DataSets sets;
-  split_examples(load_examples(c.train_file, options, tokenizer, vocab_size), options, sets.train, sets.validation);
-  if (!c.validation_file.empty()) sets.validation = load_examples(c.validation_file, options, tokenizer, vocab_size);
-  require(!sets.train.empty(), ErrorKind::InvalidInput, "{}: nothing left to train on after the validation split",
-          c.train_file);
-  return sets;
 }
 
 double evaluate(TrainModel<float>& model, const std::vector<Example>& validation, const TrainConfig& c) {
@@ -99,62 +49,38 @@ double evaluate(TrainModel<float>& model, const std::vector<Example>& validation
 
 TrainRunResult run_training(const TrainConfig& c, const std::vector<ConfigEntry>& entries,
                             const TrainRunOptions& run_options) {
-  set_thread_count(c.threads > 0 ? c.threads : default_thread_count());
-  openblas_set_num_threads(1);  // our gemm splits the work over the pool
-  require(c.mixed_precision == "none", ErrorKind::Unsupported,
-          "memory.mixed_precision: {} is not implemented yet; use none", c.mixed_precision);
+  set_run_threads(c);
   spdlog::info("training settings (file values and defaults):\n{}", settings_text(entries));
 
   const std::string model_dir = c.model_init;
   ModelConfig config = load_hf_config(model_dir.empty() ? c.model_config : (fs::path(model_dir) / "config.json").string());
-  TrainModel<float> model(config, c.batch_size, c.seq_len, {c.activation_checkpointing});
+  TrainModel<float> model(config, c.batch_size, c.seq_len, train_model_options(c));
   const ParameterLayout& layout = model.layout();
   AdamW optimizer(layout, c.adamw);
 
-  std::string tokenizer_dir = c.tokenizer.empty() ? model_dir : c.tokenizer;
-  if (!tokenizer_dir.empty() && fs::is_regular_file(tokenizer_dir)) tokenizer_dir = fs::path(tokenizer_dir).parent_path().string();
+  std::string tokenizer_dir = tokenizer_dir_of(c.tokenizer.empty() ? model_dir : c.tokenizer);
   const std::string tokenizer_json = tokenizer_dir.empty() ? "" : (fs::path(tokenizer_dir) / "tokenizer.json").string();
   std::unique_ptr<Tokenizer> tokenizer;
   if (!tokenizer_json.empty() && fs::exists(tokenizer_json)) tokenizer = Tokenizer::load(tokenizer_dir);
   else tokenizer_dir.clear();
-  const DataSets data = load_data(c, tokenizer.get(), tokenizer ? tokenizer_json : "", config.vocab_size);
+  const DataSets data =
+      load_data_sets(c, tokenizer.get(), tokenizer ? file_fingerprint(tokenizer_json) : "", config.vocab_size);
   spdlog::info("data: {} training and {} validation examples ({})", data.train.size(), data.validation.size(),
                data_format_name(c.format));
 
-  TrainerState state;
-  state.seed = c.seed;
-  state.rng_state = c.seed;
-  const std::string metrics_path = (fs::path(c.output_dir) / "metrics.jsonl").string();
-  const std::string report_path = (fs::path(c.output_dir) / "report.html").string();
-  std::vector<StepRecord> records;
-  std::string last_checkpoint;
-  if (run_options.resume) {
-    auto latest = latest_checkpoint(c.output_dir);
-    require(latest.has_value(), ErrorKind::NotFound, "--resume: no checkpoint in '{}' to resume from", c.output_dir);
-    state = load_checkpoint(*latest, config, layout, model.params(), optimizer.moments().data());
-    optimizer.set_steps_taken(state.step);
-    records = read_metrics(metrics_path, state.step);
-    last_checkpoint = *latest;
-    spdlog::info("resuming from {} (step {})", *latest, state.step);
-  } else {
-    require(!latest_checkpoint(c.output_dir).has_value(), ErrorKind::InvalidInput,
-            "'{}' already holds checkpoints of a run: pass --resume to continue it, or choose another checkpointing.dir",
-            c.output_dir);
-    if (!model_dir.empty()) {
-      load_parameters(layout, *Checkpoint::open_directory(model_dir), model.params());
-    } else {
-      random_init(layout, model.params(), c.seed, c.init_stddev);
-    }
-  }
-  fs::create_directories(c.output_dir);
-  write_metrics(metrics_path, records);
-  std::ofstream metrics(metrics_path, std::ios::app);
+  OpenedRun run = open_or_resume_run(c, run_options.resume, config, layout, model.params(), optimizer);
+  TrainerState& state = run.state;
+  std::vector<StepRecord>& records = run.records;
+  std::string last_checkpoint = run.resumed_from;
+  std::ofstream metrics(run.metrics_path, std::ios::app);
 
   BatchLoader loader(data.train, c.batch_size, c.seq_len, c.seed, c.shuffle);
   loader.seek(state.data);
   const LrSchedule schedule{c.adamw.lr, c.warmup_steps, c.steps, c.decay, c.min_lr};
   const std::string title = fmt::format("retort train: {}", fs::path(c.output_dir).filename().string());
-  auto refresh_report = [&] { write_file_atomically(report_path, render_report_html(title, records, settings_text(entries))); };
+  auto refresh_report = [&] {
+    write_file_atomically(run.report_path, render_report_html(title, records, settings_text(entries)));
+  };
   auto checkpoint = [&] {
     state.data = loader.position();
     last_checkpoint = save_checkpoint(c.output_dir,
