@@ -303,61 +303,6 @@ void residual_forward(T* out, const T* a, const T* b, int64_t n) {
   });
 }
 
-namespace {
-// log Σ exp(row) computed in double around the row's maximum.
-template <typename T>
-double log_sum_exp(const T* row, int64_t V, T* max_out) {
-  T max = row[0];
-  for (int64_t v = 1; v < V; ++v) max = std::max(max, row[v]);
-  double sum = 0;
-  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v] - max));
-  *max_out = max;
-  return std::log(sum);
-}
-}  // namespace
-
-template <typename T>
-int64_t cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N, int64_t V) {
-  parallel_rows(N, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      if (targets[n] < 0) {
-        losses[n] = 0;
-        continue;
-      }
-      T max;
-      const T* row = logits + n * V;
-      const double lse = log_sum_exp(row, V, &max);
-      losses[n] = T(lse - double(row[targets[n]] - max));
-    }
-  });
-  int64_t counted = 0;
-  for (int64_t n = 0; n < N; ++n) counted += targets[n] >= 0 ? 1 : 0;
-  return counted;
-}
-
-template <typename T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
-                            double scale) {
-  parallel_rows(N, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      const T* row = logits + n * V;
-      T* drow = dlogits + n * V;
-      if (targets[n] < 0) {
-        std::fill_n(drow, V, T(0));
-        continue;
-      }
-      T max;
-      const double lse = log_sum_exp(row, V, &max);
-      // p − 1 in double: once the model is confident p ≈ 1 and the f32 difference would cancel.
-      // (Read before the loop: drow may be row.)
-      const int32_t t = targets[n];
-      const double target_grad = (std::exp(double(row[t] - max) - lse) - 1.0) * scale;
-      for (int64_t v = 0; v < V; ++v) drow[v] = T(std::exp(double(row[v] - max) - lse) * scale);
-      drow[t] = T(target_grad);
-    }
-  });
-}
-
 #define RETORT_INSTANTIATE_LAYERS(T)                                                                              \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,   \
                         int64_t);                                                                                  \
@@ -374,9 +319,7 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
   template void attention_backward<T>(T*, const T*, const T*, const T*, const AttentionDims&);                   \
   template void swiglu_forward<T>(T*, const T*, int64_t, int64_t);                                               \
   template void swiglu_backward<T>(T*, const T*, const T*, int64_t, int64_t);                                    \
-  template void residual_forward<T>(T*, const T*, const T*, int64_t);                                            \
-  template int64_t cross_entropy_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t);                     \
-  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t, double);
+  template void residual_forward<T>(T*, const T*, const T*, int64_t);
 
 RETORT_INSTANTIATE_LAYERS(float)
 RETORT_INSTANTIATE_LAYERS(double)

@@ -1,0 +1,44 @@
+#include "kernels/cpu/softmax_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string_view>
+
+#include "kernels/cpu/isa_kernels.h"
+
+namespace retort::cpu {
+
+namespace {
+
+float scalar_row_max(const float* x, int64_t n) { return *std::max_element(x, x + n); }
+
+double scalar_sum_exp(const float* x, int64_t n, float shift) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += std::exp(double(x[i]) - double(shift));
+  return total;
+}
+
+void scalar_exp_scaled(float* out, const float* x, int64_t n, float shift, float scale) {
+  for (int64_t i = 0; i < n; ++i) out[i] = float(std::exp(double(x[i]) - double(shift)) * scale);
+}
+
+}  // namespace
+
+const SoftmaxKernels& scalar_softmax_kernels() {
+  static const SoftmaxKernels kernels{"scalar", scalar_row_max, scalar_sum_exp, scalar_exp_scaled};
+  return kernels;
+}
+
+const SoftmaxKernels& active_softmax_kernels() {
+  static const SoftmaxKernels& chosen = []() -> const SoftmaxKernels& {
+    const std::string_view isa = active_kernels().name;
+    if (isa == "avx512")
+      if (const SoftmaxKernels* k = avx512_softmax_kernels()) return *k;
+    if (isa != "scalar")
+      if (const SoftmaxKernels* k = avx2_softmax_kernels()) return *k;
+    return scalar_softmax_kernels();
+  }();
+  return chosen;
+}
+
+}  // namespace retort::cpu
