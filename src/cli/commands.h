@@ -19,6 +19,7 @@ void add_convert_command(CLI::App& app);  // convert and quantize
 void add_eval_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_distill_command(CLI::App& app);
+void add_pipeline_command(CLI::App& app);
 void add_classify_command(CLI::App& app);  // under eval: call after add_eval_command
 void add_serve_command(CLI::App& app);
 

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   cli::add_eval_command(app);
   cli::add_train_command(app);
   cli::add_distill_command(app);
+  cli::add_pipeline_command(app);
   cli::add_classify_command(app);
   cli::add_serve_command(app);
 

@@ -21,8 +21,11 @@ namespace fs = std::filesystem;
 uint64_t model_file_bytes(const std::string& path) {
   if (!fs::is_directory(path)) return fs::file_size(path);
   uint64_t bytes = 0;
+  // The weights only: a training checkpoint also holds optimizer.safetensors (Adam's moments).
   for (const auto& entry : fs::directory_iterator(path))
-    if (entry.is_regular_file() && entry.path().extension() == ".safetensors") bytes += entry.file_size();
+    if (entry.is_regular_file() && entry.path().extension() == ".safetensors" &&
+        entry.path().filename().string().rfind("model", 0) == 0)
+      bytes += entry.file_size();
   return bytes;
 }
 
@@ -157,33 +160,50 @@ PrecisionRow make_row(const std::string& label, const std::string& path, const T
 
 }  // namespace
 
-PrecisionReport measure_precision(const PrecisionOptions& options, std::span<const int32_t> text_tokens,
-                                  Backend& backend, const PrecisionProgress& progress) {
-  require(!options.recipes.empty(), ErrorKind::InvalidInput, "no weight types to compare: pass e.g. --types q8_0,q4_k");
+PrecisionReport compare_models(const ModelToCompare& reference, const std::vector<ModelToCompare>& others,
+                               const PrecisionOptions& options, std::span<const int32_t> text_tokens, Backend& backend,
+                               const PrecisionProgress& progress) {
   require(options.prompt_tokens >= 1 && static_cast<size_t>(options.prompt_tokens) <= text_tokens.size(),
           ErrorKind::InvalidInput, "the speed prompt needs {} tokens of text; the text has {}", options.prompt_tokens,
           text_tokens.size());
   fs::create_directories(options.work_dir);
-  const bool reference_is_gguf = !fs::is_directory(options.reference_path);
   const auto prompt = text_tokens.first(static_cast<size_t>(options.prompt_tokens));
 
   PrecisionReport report;
   report.backend = backend.name();
   report.context = options.perplexity.context;
-  ReferenceLogProbs reference(fs::path(options.work_dir) / "reference-logprobs.f32.tmp");
+  ReferenceLogProbs reference_log_probs(fs::path(options.work_dir) / "reference-logprobs.f32.tmp");
+  int64_t reference_vocab = 0;
 
-  auto evaluate = [&](const std::string& label, const std::string& path, bool is_reference) {
-    if (progress) progress(fmt::format("{}: loading {}", label, path));
-    auto model = load_model(path, backend);
-    const Totals totals = evaluate_model(*model->transformer, text_tokens, options, reference, is_reference, label, progress);
+  auto evaluate = [&](const ModelToCompare& model_to_compare, bool is_reference) {
+    const std::string& label = model_to_compare.label;
+    if (progress) progress(fmt::format("{}: loading {}", label, model_to_compare.path));
+    auto model = load_model(model_to_compare.path, backend);
+    const int64_t vocab = model->config.vocab_size;
+    if (is_reference) reference_vocab = vocab;
+    require(vocab == reference_vocab, ErrorKind::InvalidInput,
+            "{} has a vocabulary of {} entries, the reference {} has {}: KL and top-1 agreement compare whole "
+            "next-token distributions, so every model needs the reference's vocabulary", model_to_compare.path, vocab,
+            reference.path, reference_vocab);
+    const Totals totals =
+        evaluate_model(*model->transformer, text_tokens, options, reference_log_probs, is_reference, label, progress);
     if (progress) progress(fmt::format("{}: timing prefill and decode", label));
     const SpeedResult speed = measure_speed(*model->transformer, prompt, options.decode_tokens);
     report.scored_positions = totals.positions;
     report.windows = totals.windows;
-    report.rows.push_back(make_row(label, path, totals, speed));
+    report.rows.push_back(make_row(label, model_to_compare.path, totals, speed));
   };
-  evaluate("reference", options.reference_path, true);
+  evaluate(reference, true);
+  for (const ModelToCompare& other : others) evaluate(other, false);
+  return report;
+}
 
+PrecisionReport measure_precision(const PrecisionOptions& options, std::span<const int32_t> text_tokens,
+                                  Backend& backend, const PrecisionProgress& progress) {
+  require(!options.recipes.empty(), ErrorKind::InvalidInput, "no weight types to compare: pass e.g. --types q8_0,q4_k");
+  fs::create_directories(options.work_dir);
+  const bool reference_is_gguf = !fs::is_directory(options.reference_path);
+  std::vector<ModelToCompare> quantized;
   for (QuantRecipe recipe : options.recipes) {
     const std::string name = recipe_name(recipe);
     const std::string path = (fs::path(options.work_dir) / ("model-" + name + ".gguf")).string();
@@ -192,9 +212,9 @@ PrecisionReport measure_precision(const PrecisionOptions& options, std::span<con
       quantize_gguf(options.reference_path, path, recipe);
     else
       convert_hf_to_gguf(options.reference_path, path, recipe);
-    evaluate(name, path, false);
+    quantized.push_back({name, path});
   }
-  return report;
+  return compare_models({"reference", options.reference_path}, quantized, options, text_tokens, backend, progress);
 }
 
 std::string precision_markdown(const PrecisionReport& report) {

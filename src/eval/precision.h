@@ -46,6 +46,18 @@ struct PrecisionReport {
 // Stage names ("converting q8_0", "evaluating q8_0 window 3/8", ...) for a progress display.
 using PrecisionProgress = std::function<void(const std::string& stage)>;
 
+struct ModelToCompare {
+  std::string label;
+  std::string path;  // HF checkpoint directory or GGUF file
+};
+
+// Evaluates the reference, then each other model against it (same vocabulary), one model in memory
+// at a time: perplexity on text_tokens, KL(reference ‖ model), top-1 agreement, prefill/decode
+// speed. options.recipes and reference_path are not used; work_dir holds the scratch file.
+PrecisionReport compare_models(const ModelToCompare& reference, const std::vector<ModelToCompare>& others,
+                               const PrecisionOptions& options, std::span<const int32_t> text_tokens, Backend& backend,
+                               const PrecisionProgress& progress = {});
+
 // Quantizes the reference into each type (written atomically into work_dir), then evaluates the
 // models one at a time, so only one is in memory; the reference's log-probabilities wait in a
 // scratch file in work_dir, removed at the end.

@@ -41,15 +41,7 @@ void write_metrics(const std::string& path, const std::vector<StepRecord>& recor
   write_file_atomically(path, text);
 }
 
-namespace {
-
-struct Series {
-  std::string label;
-  std::string color;
-  std::vector<std::pair<double, double>> points;  // (step, value)
-};
-
-std::string escape(const std::string& s) {
+std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     if (c == '<') out += "&lt;";
@@ -60,7 +52,7 @@ std::string escape(const std::string& s) {
   return out;
 }
 
-std::string svg_plot(const std::string& title, const std::vector<Series>& series, bool log_scale) {
+std::string svg_plot(const std::string& title, const std::vector<PlotSeries>& series, bool log_scale) {
   constexpr double W = 640, H = 260, left = 70, right = 20, top = 30, bottom = 40;
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
   auto ty = [&](double v) { return log_scale ? std::log10(std::max(v, 1e-12)) : v; };
@@ -72,7 +64,7 @@ std::string svg_plot(const std::string& title, const std::vector<Series>& series
     }
   std::string svg = fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}">)"
                                 R"(<rect width="100%" height="100%" fill="#fff"/><text x="{}" y="18" font-size="14">{}</text>)",
-                                W, H, W, H, left, escape(title));
+                                W, H, W, H, left, html_escape(title));
   if (x0 > x1) return svg + R"(<text x="70" y="130" font-size="12">no data yet</text></svg>)";
   if (x1 == x0) x1 = x0 + 1;
   if (y1 == y0) { y1 += 0.5; y0 -= 0.5; }
@@ -104,12 +96,10 @@ std::string svg_plot(const std::string& title, const std::vector<Series>& series
   return svg + "</svg>";
 }
 
-}  // namespace
-
 std::string render_report_html(const std::string& title, const std::vector<StepRecord>& records,
                                const std::string& settings_text) {
-  Series train{"train loss", "#1f77b4", {}}, val{"validation loss", "#d62728", {}};
-  Series lr{"learning rate", "#2ca02c", {}}, norm{"gradient norm", "#9467bd", {}};
+  PlotSeries train{"train loss", "#1f77b4", {}}, val{"validation loss", "#d62728", {}};
+  PlotSeries lr{"learning rate", "#2ca02c", {}}, norm{"gradient norm", "#9467bd", {}};
   for (const auto& r : records) {
     train.points.emplace_back(r.step, r.loss);
     if (r.val_loss) val.points.emplace_back(r.step, *r.val_loss);
@@ -123,14 +113,14 @@ std::string render_report_html(const std::string& title, const std::vector<StepR
                           last.lr, last.grad_norm, last.tokens_per_second);
     if (!val.points.empty()) summary += fmt::format(" · last validation loss {:.4f}", val.points.back().second);
   }
-  std::string html = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + escape(title) +
+  std::string html = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
                      "</title><style>body{font-family:sans-serif;margin:20px}svg{margin:8px 0;display:block}"
                      "pre{background:#f6f6f6;padding:8px}</style></head><body>\n";
-  html += "<h1>" + escape(title) + "</h1>\n<p>" + escape(summary) + "</p>\n";
+  html += "<h1>" + html_escape(title) + "</h1>\n<p>" + html_escape(summary) + "</p>\n";
   html += svg_plot("loss", {train, val}, false) + "\n";
   html += svg_plot("learning rate", {lr}, false) + "\n";
   html += svg_plot("gradient norm (log scale)", {norm}, true) + "\n";
-  html += "<h2>settings</h2><pre>" + escape(settings_text) + "</pre>\n</body></html>\n";
+  html += "<h2>settings</h2><pre>" + html_escape(settings_text) + "</pre>\n</body></html>\n";
   return html;
 }
 

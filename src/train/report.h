@@ -24,6 +24,15 @@ std::vector<StepRecord> read_metrics(const std::string& path, int64_t max_step);
 // Rewrites the whole metrics file (atomically).
 void write_metrics(const std::string& path, const std::vector<StepRecord>& records);
 
+// A line plot as inline SVG: value against step for each series (log_scale: log10 of the values).
+struct PlotSeries {
+  std::string label;
+  std::string color;
+  std::vector<std::pair<double, double>> points;  // (step, value)
+};
+std::string svg_plot(const std::string& title, const std::vector<PlotSeries>& series, bool log_scale);
+std::string html_escape(const std::string& text);
+
 std::string render_report_html(const std::string& title, const std::vector<StepRecord>& records,
                                const std::string& settings_text);
 

@@ -1,0 +1,118 @@
+#include "eval/pipeline_evaluation.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "eval/classify.h"
+#include "eval/precision.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "model/kv_cache.h"
+#include "model/model_loader.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/thread_pool.h"
+
+namespace retort {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), ErrorKind::NotFound, "evaluate.text: cannot open '{}'", path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The models in report order, the teacher first (it is the reference for KL and agreement).
+std::vector<ModelToCompare> pipeline_models(const json& stages) {
+  std::vector<ModelToCompare> models{{"teacher", stages["teacher"]["model"]},
+                                     {"student (distilled)", stages["student"]["model"]}};
+  if (stages.contains("baseline")) models.push_back({"student (hard labels only)", stages["baseline"]["model"]});
+  for (const json& quantized : stages["quantize"]["models"])
+    models.push_back({"student (distilled) " + quantized["type"].get<std::string>(), quantized["path"]});
+  return models;
+}
+
+std::vector<LabelledText> classify_rows(const PipelineClassifyConfig& k) {
+  std::vector<LabelledText> rows = read_labelled_csv(k.data, k.text_column, k.label_column);
+  if (k.limit <= 0 || int64_t(rows.size()) <= k.limit) return rows;
+  std::vector<LabelledText> subset;  // evenly spaced, as `retort eval classify --limit` takes them
+  for (int64_t i = 0; i < k.limit; ++i) subset.push_back(rows[size_t(i * int64_t(rows.size()) / k.limit)]);
+  return subset;
+}
+
+std::vector<std::string> classify_labels(const PipelineClassifyConfig& k) {
+  std::ifstream in(k.labels);
+  require(in.good(), ErrorKind::NotFound, "evaluate.classify.labels: cannot open '{}'", k.labels);
+  try {
+    return json::parse(in).get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    fail(ErrorKind::InvalidInput, "evaluate.classify.labels {}: expected a JSON array of label strings ({})", k.labels,
+         e.what());
+  }
+}
+
+json classify_model(const std::string& path, const Tokenizer& tokenizer, const std::vector<std::string>& labels,
+                    const std::vector<LabelledText>& rows, Backend& backend) {
+  auto model = load_model(path, backend);
+  KvCache cache(model->config, std::min<int64_t>(model->config.max_positions, 1024));
+  const ClassifyResult r = classify(*model->transformer, cache, tokenizer, labels, rows);
+  return {{"accuracy", r.accuracy}, {"examples", r.examples}, {"correct", r.correct}, {"p50_ms", r.p50_ms},
+          {"p99_ms", r.p99_ms}, {"queries_per_second", r.queries_per_second}};
+}
+
+}  // namespace
+
+json evaluate_pipeline_models(const PipelineConfig& c, const json& state) {
+  if (c.threads > 0) set_thread_count(c.threads);
+  const json& stages = state["stages"];
+  const std::vector<ModelToCompare> models = pipeline_models(stages);
+  const auto tokenizer = Tokenizer::load(models.front().path);
+  const std::vector<int32_t> tokens = tokenizer->encode(read_text(c.eval_text), /*add_special=*/false);
+
+  PrecisionOptions options;
+  options.work_dir = (fs::path(c.dir) / "evaluation-scratch").string();
+  options.perplexity.context = c.context;
+  options.perplexity.max_chunks = c.chunks;
+  if (!tokenizer->encode("", true).empty()) options.perplexity.bos_id = tokenizer->bos_id();
+  options.prompt_tokens = c.prompt_tokens;
+  options.decode_tokens = c.decode_tokens;
+  CpuBackend backend;
+  const std::vector<ModelToCompare> others(models.begin() + 1, models.end());
+  const PrecisionReport report = compare_models(models.front(), others, options, tokens, backend,
+                                                [](const std::string& stage) { spdlog::debug("evaluate: {}", stage); });
+  fs::remove_all(options.work_dir);
+
+  json rows = json::array();
+  for (const PrecisionRow& row : report.rows) {
+    auto model = load_model(row.path, backend);  // for its parameter count (weights are mmap'd, not read)
+    rows.push_back({{"label", row.label}, {"path", row.path}, {"parameters", model->config.parameter_count()},
+                    {"file_bytes", row.file_bytes}, {"perplexity", row.perplexity},
+                    {"perplexity_standard_error", row.perplexity_error}, {"kl_to_teacher", row.mean_kl},
+                    {"top1_agreement_with_teacher", row.top1_agreement},
+                    {"prefill_tokens_per_second", row.speed.prefill_tokens_per_second},
+                    {"decode_tokens_per_second", row.speed.decode_tokens_per_second}});
+    spdlog::info("evaluate: {}: perplexity {:.2f}, KL to teacher {:.4f}, decode {:.1f} tok/s", row.label,
+                 row.perplexity, row.mean_kl, row.speed.decode_tokens_per_second);
+  }
+  if (c.classify) {
+    const std::vector<LabelledText> examples = classify_rows(*c.classify);
+    const std::vector<std::string> labels = classify_labels(*c.classify);
+    for (json& row : rows) {
+      row["classify"] = classify_model(row["path"], *tokenizer, labels, examples, backend);
+      spdlog::info("evaluate: {}: accuracy {:.2f}%", row["label"].get<std::string>(),
+                   100.0 * row["classify"]["accuracy"].get<double>());
+    }
+  }
+  return {{"rows", rows}, {"context", report.context}, {"windows", report.windows},
+          {"scored_positions", report.scored_positions}, {"backend", report.backend},
+          {"prompt_tokens", c.prompt_tokens}, {"decode_tokens", c.decode_tokens}, {"text", c.eval_text}};
+}
+
+}  // namespace retort
