@@ -110,12 +110,29 @@ TEST_P(TrainGolden, WholeModelGradientsMatchAutograd) {
   }
 }
 
-// Five AdamW steps on the fixture batch; returns the worst per-tensor ‖Δ‖/‖want‖ of the weights
-// after them, and checks the loss before each step and after the last within `loss_tolerance`.
+// After five AdamW steps: the worst per-tensor ‖Δ‖/‖want‖ of the weights over all elements, and
+// over the elements whose step-0 gradient is outside Adam's ε regime (below).
+struct WeightErrors {
+  double all = 0, outside_eps_regime = 0;
+  std::string all_name, outside_name;
+};
+
+// Elements whose exact step-0 gradient is non-zero but below 1e-7. Adam's first step is
+// lr·g/(|g| + ε) with ε = 1e-8, a step of anything between 0 and lr for |g| near ε; an f32 backward
+// pass computes these gradients with an absolute error of ~1e-8–1e-7 (≈ 1e-6 of the tensor's
+// largest gradient), so their first step is decided by rounding. On the Qwen fixture three such
+// elements (layer 2 v_proj #4946: exact g 3.4e-10; layer 0 o_proj #32044: −1.5e-9; layer 0
+// k_proj #1993: −6.1e-8) carry all of those tensors' error: PyTorch's own f32 autograd + AdamW
+// from the same weights ends at 1.3e-4 on layer 2 v_proj, ours at 0.3–0.9e-4 depending on the
+// thread split. Exactly-zero gradients (unused embedding rows) are exact in f32 and stay in.
+bool in_eps_regime(float fixture_gradient) { return fixture_gradient != 0.0f && std::fabs(fixture_gradient) < 1e-7f; }
+
+// Five AdamW steps on the fixture batch; checks the loss before each step and after the last
+// within `loss_tolerance` and measures the weights after them.
 template <typename T>
-double five_adamw_steps(const nlohmann::json& expected, const ModelConfig& config, const Checkpoint& checkpoint,
-                        const std::vector<int32_t>& inputs, const std::vector<int32_t>& targets, int64_t batch,
-                        const std::string& train_dir, double loss_tolerance) {
+WeightErrors five_adamw_steps(const nlohmann::json& expected, const ModelConfig& config, const Checkpoint& checkpoint,
+                              const std::vector<int32_t>& inputs, const std::vector<int32_t>& targets, int64_t batch,
+                              const std::string& train_dir, double loss_tolerance) {
   TrainModel<T> model(config, batch, static_cast<int64_t>(inputs.size()) / batch);
   load_parameters(model.layout(), checkpoint, model.params());
   const auto& adam = expected["adamw"];
@@ -132,38 +149,52 @@ double five_adamw_steps(const nlohmann::json& expected, const ModelConfig& confi
     optimizer.step(model.params(), model.grads(), adam["lr"].get<double>());
   }
   SafetensorsFile want(train_dir + "/" + expected["weights_after_file"].get<std::string>());
-  std::map<std::string, const TensorView*> by_name;
+  SafetensorsFile grads(train_dir + "/" + expected["grads_file"].get<std::string>());
+  std::map<std::string, const TensorView*> by_name, grad_by_name;
   for (const auto& t : want.tensors()) by_name[t.name] = &t;
-  double worst = 0;
-  std::vector<float> as_f32;
+  for (const auto& t : grads.tensors()) grad_by_name[t.name] = &t;
+  WeightErrors errors;
+  std::vector<float> got, w, g;
   for (const ParameterInfo& info : model.layout().tensors) {
-    EXPECT_TRUE(by_name.count(info.name)) << info.name;
-    if (!by_name.count(info.name)) continue;
-    as_f32.assign(model.params() + info.offset, model.params() + info.offset + info.count);
-    const double error = relative_l2(as_f32.data(), *by_name[info.name]);
-    if (error > worst) worst = error;
+    EXPECT_TRUE(by_name.count(info.name) && grad_by_name.count(info.name)) << info.name;
+    if (!by_name.count(info.name) || !grad_by_name.count(info.name)) continue;
+    got.assign(model.params() + info.offset, model.params() + info.offset + info.count);
+    w.resize(info.count);
+    g.resize(info.count);
+    convert_to_f32(w.data(), by_name[info.name]->data, by_name[info.name]->dtype, int64_t(info.count));
+    convert_to_f32(g.data(), grad_by_name[info.name]->data, grad_by_name[info.name]->dtype, int64_t(info.count));
+    double diff_all = 0, diff_outside = 0, norm = 0;
+    for (size_t i = 0; i < info.count; ++i) {
+      const double d = (double(got[i]) - w[i]) * (double(got[i]) - w[i]);
+      diff_all += d;
+      diff_outside += in_eps_regime(g[i]) ? 0.0 : d;
+      norm += double(w[i]) * w[i];
+    }
+    const double all = std::sqrt(diff_all / norm), outside = std::sqrt(diff_outside / norm);
+    if (all > errors.all) errors.all = all, errors.all_name = info.name;
+    if (outside > errors.outside_eps_regime) errors.outside_eps_regime = outside, errors.outside_name = info.name;
   }
-  return worst;
+  return errors;
 }
 
 // The update rule (AdamW, decoupled decay on ≥ 2-D tensors, bias correction) is checked on the
 // f64 path, where it must match PyTorch's f64 run far inside the README's 1e-4 (the fixture's
 // weights are stored in f32, so ~1e-8 is the floor). The f32 path is held to the README's 1e-4 on
-// every loss; its weights after five steps are reported, not asserted: Adam divides each element
-// by its own gradient magnitude, so the f32 rounding of near-zero gradient elements becomes
-// full-size steps, and layer 0's k_proj of the Qwen fixture lands at 1.6–1.9e-4 (0.4e-4 to
-// 1.8e-4 depending on how the products are split over threads) while every other tensor is
-// within 7e-5 and the f32 gradients themselves are within 4e-6 of autograd.
+// every loss and, for the weights, on every element outside Adam's ε regime (in_eps_regime); over
+// whole tensors its weights are reported, not asserted, since there no f32 implementation meets
+// 1e-4 reliably (PyTorch's f32 reaches 1.3e-4).
 TEST_P(TrainGolden, FiveAdamWStepsReproduceLossesAndWeights) {
-  const double f64_worst =
+  const WeightErrors f64 =
       five_adamw_steps<double>(expected_, config_, *checkpoint_, inputs_, targets_, batch_, train_dir_, 1e-6);
-  EXPECT_LE(f64_worst, 1e-6);
-  const double f32_worst =
+  EXPECT_LE(f64.all, 1e-6) << f64.all_name;
+  const WeightErrors f32 =
       five_adamw_steps<float>(expected_, config_, *checkpoint_, inputs_, targets_, batch_, train_dir_, 1e-4);
-  RecordProperty("f64_weights_worst_relative_l2", std::to_string(f64_worst));
-  RecordProperty("f32_weights_worst_relative_l2", std::to_string(f32_worst));
-  std::printf("weights after 5 AdamW steps, worst tensor: f64 %.2g, f32 %.2g (README bound for f32: 1e-4)\n", f64_worst,
-              f32_worst);
+  EXPECT_LE(f32.outside_eps_regime, 1e-4) << f32.outside_name;
+  RecordProperty("f64_weights_worst_relative_l2", std::to_string(f64.all));
+  RecordProperty("f32_weights_worst_relative_l2", std::to_string(f32.all));
+  std::printf("weights after 5 AdamW steps, worst tensor: f64 %.2g; f32 %.2g (%s), outside Adam's eps regime %.2g (%s); "
+              "README bound 1e-4\n",
+              f64.all, f32.all, f32.all_name.c_str(), f32.outside_eps_regime, f32.outside_name.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainGolden, ::testing::Values("tiny-r1-qwen", "tiny-r1-llama"),
