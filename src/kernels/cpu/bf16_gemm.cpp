@@ -54,27 +54,28 @@ inline uint32_t bf16_bits(float value) {
 // Missing rows and the odd k's partner are zero. Element (i, k) is src[k·ld + i] when k_major,
 // else src[i·ld + k].
 void pack_panel(const float* src, int64_t ld, bool k_major, int64_t i0, int64_t count, int64_t k0, int64_t kc,
-                int64_t width, uint16_t* dst16) {
+                int64_t width, uint16_t* dst) {
   const int64_t k_pairs = (kc + 1) / 2, full_pairs = kc / 2;
-  auto* dst = reinterpret_cast<uint32_t*>(dst16);  // the tile kernels read it as pairs of uint16
-  if (count < width) std::fill_n(dst, k_pairs * width, 0u);
+  // One pair is one 32-bit word; stored with memcpy since the buffer's type is uint16_t.
+  auto store = [](uint16_t* at, uint32_t pair) { std::memcpy(at, &pair, sizeof pair); };
+  if (count < width) std::fill_n(dst, k_pairs * width * 2, uint16_t(0));
   if (k_major) {
     for (int64_t p = 0; p < k_pairs; ++p) {
       const float* even = src + (k0 + 2 * p) * ld + i0;
       const float* odd = 2 * p + 1 < kc ? even + ld : nullptr;
-      uint32_t* out = dst + p * width;
+      uint16_t* out = dst + p * width * 2;
       if (odd != nullptr)
-        for (int64_t i = 0; i < count; ++i) out[i] = bf16_bits(even[i]) | bf16_bits(odd[i]) << 16;
+        for (int64_t i = 0; i < count; ++i) store(out + 2 * i, bf16_bits(even[i]) | bf16_bits(odd[i]) << 16);
       else
-        for (int64_t i = 0; i < count; ++i) out[i] = bf16_bits(even[i]);
+        for (int64_t i = 0; i < count; ++i) store(out + 2 * i, bf16_bits(even[i]));
     }
   } else {
     for (int64_t i = 0; i < count; ++i) {
       const float* row = src + (i0 + i) * ld + k0;
-      uint32_t* out = dst + i;
+      uint16_t* out = dst + 2 * i;
       for (int64_t p = 0; p < full_pairs; ++p)
-        out[p * width] = bf16_bits(row[2 * p]) | bf16_bits(row[2 * p + 1]) << 16;
-      if (k_pairs > full_pairs) out[full_pairs * width] = bf16_bits(row[kc - 1]);
+        store(out + p * width * 2, bf16_bits(row[2 * p]) | bf16_bits(row[2 * p + 1]) << 16);
+      if (k_pairs > full_pairs) store(out + full_pairs * width * 2, bf16_bits(row[kc - 1]));
     }
   }
 }
