@@ -39,21 +39,35 @@ TEST(SoftmaxKernels, MatchDoubleOnAwkwardLengthsAndRanges) {
         const std::vector<float> row = random_row(n, low, high, seed++);
         const float max = k->row_max(row.data(), n);
         EXPECT_EQ(max, *std::max_element(row.begin(), row.end()));
-        double want_sum = 0;
-        for (float x : row) want_sum += std::exp(double(x) - double(max));
-        EXPECT_NEAR(k->sum_exp(row.data(), n, max), want_sum, 1e-6 * want_sum);
-
-        const float shift = max + 0.75f, scale = 0.125f;
-        std::vector<float> out(row.size());
-        k->exp_scaled(out.data(), row.data(), n, shift, scale);
+        for (float in_scale : {1.0f, 0.5f}) {  // 0.5: a softmax at temperature 2
+          double want_sum = 0;
+          for (float x : row) want_sum += std::exp((double(x) - double(max)) * in_scale);
+          EXPECT_NEAR(k->sum_exp(row.data(), n, max, in_scale), want_sum, 1e-6 * want_sum);
+        }
+        const float shift = max + 0.75f, in_scale = 0.5f, scale = 0.125f;
+        auto want = [&](int64_t i) { return std::exp((double(row[i]) - double(shift)) * in_scale) * scale; };
+        std::vector<float> out(row.size()), sum(row.size(), 1.0f);
+        k->exp_scaled(out.data(), row.data(), n, shift, in_scale, scale);
+        k->exp_accumulate(sum.data(), row.data(), n, shift, in_scale, scale);
         for (int64_t i = 0; i < n; ++i) {
-          const double want = std::exp(double(row[i]) - double(shift)) * scale;
-          if (double(row[i]) - shift < -87.3) {
+          if ((double(row[i]) - shift) * in_scale < -87.3) {
             EXPECT_LE(out[i], 1e-37) << i;  // below f32's normal range: flushed to 0
           } else {
-            ASSERT_NEAR(out[i], want, 1e-6 * want + 1e-38) << "element " << i << " of " << n;
+            // The argument itself is an f32: |arg| · 2^-23 of relative error carries into exp.
+            const double argument = std::abs((double(row[i]) - shift) * in_scale);
+            ASSERT_NEAR(out[i], want(i), (1e-6 + 1.2e-7 * argument) * want(i) + 1e-38) << "element " << i << " of " << n;
           }
+          ASSERT_NEAR(sum[i], 1.0 + want(i), 1e-6) << "element " << i << " of " << n;
         }
+        const std::vector<float> other = random_row(n, low, high, seed++);
+        double want_cross = 0, magnitude = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double e = std::exp((double(row[i]) - double(max)) * in_scale);
+          want_cross += e * (double(row[i]) - double(other[i]));
+          magnitude += e * std::abs(double(row[i]) - double(other[i]));
+        }
+        EXPECT_NEAR(k->sum_exp_times_difference(row.data(), other.data(), n, max, in_scale), want_cross,
+                    1e-6 * magnitude + 1e-30);
       }
     }
   }
@@ -64,11 +78,11 @@ TEST(SoftmaxKernels, InPlaceAndNaNPropagates) {
     SCOPED_TRACE(k->name);
     std::vector<float> row = random_row(37, -5, 5, 9);
     const std::vector<float> copy = row;
-    k->exp_scaled(row.data(), row.data(), 37, 5.0f, 2.0f);
+    k->exp_scaled(row.data(), row.data(), 37, 5.0f, 1.0f, 2.0f);
     for (size_t i = 0; i < row.size(); ++i) EXPECT_NEAR(row[i], 2.0 * std::exp(double(copy[i]) - 5.0), 1e-6);
     std::vector<float> bad = random_row(40, -5, 0, 10);
     bad[21] = std::numeric_limits<float>::quiet_NaN();
-    EXPECT_TRUE(std::isnan(k->sum_exp(bad.data(), 40, 0.0f))) << "a NaN logit must not vanish from the loss";
+    EXPECT_TRUE(std::isnan(k->sum_exp(bad.data(), 40, 0.0f, 1.0f))) << "a NaN logit must not vanish from the loss";
   }
 }
 

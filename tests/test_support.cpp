@@ -1,10 +1,13 @@
 #include "test_support.h"
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +25,27 @@ CommandResult run_command(const std::string& command) {
   int status = ::pclose(pipe);
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+bool kill_retort_when(const std::vector<std::string>& args, const std::function<bool()>& ready,
+                      std::chrono::seconds timeout) {
+  std::vector<char*> argv{const_cast<char*>("retort")};
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    if (std::freopen("/dev/null", "w", stderr) == nullptr) _exit(126);
+    execv(retort_binary().c_str(), argv.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ready() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
 
 GoldenFixture read_golden_fixture(const std::string& dir) {

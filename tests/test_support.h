@@ -3,9 +3,11 @@
 // (or, under CI=true, fail) when they are absent.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,12 @@ struct CommandResult {
   std::string output;
 };
 CommandResult run_command(const std::string& command);
+
+// Starts `retort ARGS...` (its stderr discarded) and SIGKILLs it as soon as `ready()` holds,
+// polling every 200 µs for at most `timeout`. True when the signal ended it; false when it had
+// exited on its own first (then the caller's kill came too late to test anything).
+bool kill_retort_when(const std::vector<std::string>& args, const std::function<bool()>& ready,
+                      std::chrono::seconds timeout = std::chrono::seconds(120));
 
 // A golden fixture's expected outputs (`expected.json` and `logits.f32` in
 // ../shared/fixtures/<name>/, see its README).

@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/softmax_kernels.h"
 #include "train/layers.h"
+#include "train/softmax_rows.h"
 #include "util/thread_pool.h"
 
 namespace retort::train {
@@ -20,40 +21,9 @@ void parallel_rows(int64_t count, Body&& body) {
                              [&](size_t begin, size_t end) { body(int64_t(begin), int64_t(end)); });
 }
 
-// What the loss and its gradient need from one row: its maximum m, the target's term
-// e_t = exp(z_t − m) and the sum of every other term, Σ_{v≠t} exp(z_v − m), in double. Keeping the
-// target out of the sum lets 1 − p_t = others / (others + e_t) be computed without cancellation
-// when the model is confident (p_t → 1), where p_t − 1 in any precision would round to 0.
-struct RowStats {
-  double max = 0;
-  double target_term = 0;
-  double others = 0;
-  double log_sum() const { return std::log(others + target_term); }
-  // −log p_t: log1p(others / e_t) keeps its digits when the loss is tiny.
-  double loss(double target_logit) const {
-    const double shifted = target_logit - max;
-    return shifted > -30 ? std::log1p(others / target_term) : log_sum() - shifted;
-  }
-};
-
-RowStats row_stats(const float* row, int64_t V, int32_t t) {
-  const auto& k = cpu::active_softmax_kernels();
-  const float max = k.row_max(row, V);
-  const double others = k.sum_exp(row, t, max) + k.sum_exp(row + t + 1, V - t - 1, max);
-  return {max, std::exp(double(row[t]) - double(max)), others};
-}
-
-RowStats row_stats(const double* row, int64_t V, int32_t t) {
-  const double max = *std::max_element(row, row + V);
-  double others = 0;
-  for (int64_t v = 0; v < V; ++v)
-    if (v != t) others += std::exp(row[v] - max);
-  return {max, std::exp(row[t] - max), others};
-}
-
 // drow[v] = exp(row[v] − shift) · scale; drow may be row.
 void write_probabilities(float* drow, const float* row, int64_t V, double shift, double scale) {
-  cpu::active_softmax_kernels().exp_scaled(drow, row, V, float(shift), float(scale));
+  cpu::active_softmax_kernels().exp_scaled(drow, row, V, float(shift), 1.0f, float(scale));
 }
 
 void write_probabilities(double* drow, const double* row, int64_t V, double shift, double scale) {
@@ -71,7 +41,7 @@ int64_t cross_entropy_forward(T* losses, const T* logits, const int32_t* targets
         continue;
       }
       const T* row = logits + n * V;
-      const RowStats stats = row_stats(row, V, targets[n]);
+      const TargetRowStats stats = target_row_stats(row, V, targets[n]);
       losses[n] = T(stats.loss(double(row[targets[n]])));
     }
   });
@@ -92,8 +62,8 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
         continue;
       }
       const int32_t t = targets[n];
-      const RowStats stats = row_stats(row, V, t);
-      const double target_grad = -stats.others / (stats.others + stats.target_term) * scale;  // p_t − 1
+      const TargetRowStats stats = target_row_stats(row, V, t);
+      const double target_grad = stats.target_probability_minus_one() * scale;
       write_probabilities(drow, row, V, stats.max + stats.log_sum(), scale);
       drow[t] = T(target_grad);
     }

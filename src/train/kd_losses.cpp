@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/softmax_kernels.h"
 #include "train/layers.h"
+#include "train/softmax_rows.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -43,6 +46,38 @@ std::vector<double>& scratch(int slot, size_t size) {
 
 bool skipped(const int32_t* targets, int64_t n) { return targets != nullptr && targets[n] < 0; }
 
+// The f32 rows of the two terms every distillation run has (hard CE, forward KL), on the
+// vectorised softmax kernels: over a 151,936-entry vocabulary the double loops below cost several
+// times the student's own step. The other divergences and the f64 path (gradient checks) keep them.
+
+// −log p_s[label]; d += scale · (p_s − onehot(label)).
+double hard_ce_row_f32(float* d, const float* z, int32_t label, int64_t V, double scale) {
+  const TargetRowStats stats = target_row_stats(z, V, label);
+  if (d != nullptr) {
+    const float before = d[label];
+    cpu::active_softmax_kernels().exp_accumulate(d, z, V, float(stats.max), 1.0f, float(scale / stats.sum()));
+    d[label] = float(before + scale * stats.target_probability_minus_one());
+  }
+  return stats.loss(double(z[label]));
+}
+
+// T² · KL(p_t ‖ p_s) with p = softmax(z / T): Σ p_t (t − s) + lse(s) − lse(t) in the z/T space;
+// d += scale · T · (p_s − p_t).
+double forward_kl_row_f32(float* d, const float* zs, const float* zt, int64_t V, double temperature, double scale) {
+  const auto& k = cpu::active_softmax_kernels();
+  const float inv_t = float(1.0 / temperature);
+  const float max_s = k.row_max(zs, V), max_t = k.row_max(zt, V);
+  const double sum_s = k.sum_exp(zs, V, max_s, inv_t), sum_t = k.sum_exp(zt, V, max_t, inv_t);
+  const double lse_s = double(max_s) * inv_t + std::log(sum_s), lse_t = double(max_t) * inv_t + std::log(sum_t);
+  const double cross = k.sum_exp_times_difference(zt, zs, V, max_t, inv_t) / sum_t * inv_t;
+  if (d != nullptr) {
+    const double g = scale * temperature;  // T² from the loss, 1/T from z/T
+    k.exp_accumulate(d, zs, V, max_s, inv_t, float(g / sum_s));
+    k.exp_accumulate(d, zt, V, max_t, inv_t, float(-g / sum_t));
+  }
+  return temperature * temperature * std::max(0.0, cross + lse_s - lse_t);
+}
+
 }  // namespace
 
 SoftLossKind parse_soft_loss_kind(const std::string& name) {
@@ -69,6 +104,8 @@ double hard_ce_loss(T* dstudent, const T* student, const int32_t* labels, int64_
   return sum_over_rows(N, 4, [&](int64_t n) -> double {
     if (labels[n] < 0) return 0.0;
     require(labels[n] < V, ErrorKind::OutOfRange, "label {} is outside the vocabulary 0..{}", labels[n], V - 1);
+    if constexpr (std::is_same_v<T, float>)
+      return hard_ce_row_f32(dstudent == nullptr ? nullptr : dstudent + n * V, student + n * V, labels[n], V, scale);
     double* lp = scratch(0, size_t(V)).data();
     log_softmax(lp, student + n * V, V, 1.0);
     if (dstudent != nullptr) {
@@ -93,6 +130,10 @@ double soft_loss(T* dstudent, const T* student, const T* teacher, int64_t teache
   const double Tmp = o.temperature, T2 = Tmp * Tmp, beta = o.beta;
   return sum_over_rows(N, 4, [&](int64_t n) -> double {
     if (skipped(targets, n)) return 0.0;
+    if constexpr (std::is_same_v<T, float>)
+      if (o.kind == SoftLossKind::ForwardKL)
+        return forward_kl_row_f32(dstudent == nullptr ? nullptr : dstudent + n * V, student + n * V,
+                                  teacher + n * teacher_stride, V, Tmp, scale);
     double* ls = scratch(0, size_t(V)).data();
     double* lt = scratch(1, size_t(V)).data();
     double* g = scratch(2, size_t(V)).data();

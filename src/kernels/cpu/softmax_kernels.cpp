@@ -12,20 +12,32 @@ namespace {
 
 float scalar_row_max(const float* x, int64_t n) { return *std::max_element(x, x + n); }
 
-double scalar_sum_exp(const float* x, int64_t n, float shift) {
+double scalar_sum_exp(const float* x, int64_t n, float shift, float in_scale) {
   double total = 0;
-  for (int64_t i = 0; i < n; ++i) total += std::exp(double(x[i]) - double(shift));
+  for (int64_t i = 0; i < n; ++i) total += std::exp((double(x[i]) - double(shift)) * in_scale);
   return total;
 }
 
-void scalar_exp_scaled(float* out, const float* x, int64_t n, float shift, float scale) {
-  for (int64_t i = 0; i < n; ++i) out[i] = float(std::exp(double(x[i]) - double(shift)) * scale);
+void scalar_exp_scaled(float* out, const float* x, int64_t n, float shift, float in_scale, float out_scale) {
+  for (int64_t i = 0; i < n; ++i) out[i] = float(std::exp((double(x[i]) - double(shift)) * in_scale) * out_scale);
+}
+
+void scalar_exp_accumulate(float* out, const float* x, int64_t n, float shift, float in_scale, float out_scale) {
+  for (int64_t i = 0; i < n; ++i) out[i] += float(std::exp((double(x[i]) - double(shift)) * in_scale) * out_scale);
+}
+
+double scalar_sum_exp_times_difference(const float* a, const float* b, int64_t n, float shift, float in_scale) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i)
+    total += std::exp((double(a[i]) - double(shift)) * in_scale) * (double(a[i]) - double(b[i]));
+  return total;
 }
 
 }  // namespace
 
 const SoftmaxKernels& scalar_softmax_kernels() {
-  static const SoftmaxKernels kernels{"scalar", scalar_row_max, scalar_sum_exp, scalar_exp_scaled};
+  static const SoftmaxKernels kernels{"scalar",         scalar_row_max, scalar_sum_exp, scalar_exp_scaled,
+                                      scalar_exp_accumulate, scalar_sum_exp_times_difference};
   return kernels;
 }
 
