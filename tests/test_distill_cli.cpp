@@ -95,7 +95,9 @@ TEST_F(DistillCliTest, GenerateWritesResponsesResumesAndDropsATornLine) {
   RETORT_REQUIRE_PATH(teacher, "the tiny-r1-qwen fixture");
   RETORT_REQUIRE_PATH(text, "Tiny Shakespeare (../shared/data/tinyshakespeare)");
   const fs::path prompts = dir / "prompts.jsonl", out = dir / "out" / "responses.jsonl";
-  std::ofstream(prompts) << "{\"prompt\": \"First Citizen:\"}\n{\"prompt\": \"ROMEO:\"}\n\n{\"prompt\": \"KING:\"}\n";
+  // A repeated prompt is answered again: one response line per prompt line.
+  std::ofstream(prompts) << "{\"prompt\": \"First Citizen:\"}\n{\"prompt\": \"ROMEO:\"}\n\n{\"prompt\": \"KING:\"}\n"
+                         << "{\"prompt\": \"ROMEO:\"}\n";
   const std::string config = write_config("generate: {prompts: " + prompts.string() + ", output: " + out.string() +
                                               ", max_tokens: 4, temperature: 0.8, seed: 3}\n",
                                           1);
@@ -109,18 +111,25 @@ TEST_F(DistillCliTest, GenerateWritesResponsesResumesAndDropsATornLine) {
     return rows;
   };
   auto rows = read_lines();
-  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_EQ(rows.size(), 4u);
   EXPECT_EQ(rows[1]["prompt"], "ROMEO:");
+  EXPECT_EQ(rows[3]["prompt"], "ROMEO:");
   EXPECT_TRUE(rows[1]["response"].is_string());
   // Tear the last line as a kill would, then resume: the torn prompt is answered again, the others skipped.
-  const std::string kept = rows[0].dump() + "\n" + rows[1].dump() + "\n" + rows[2].dump().substr(0, 10);
+  const std::string kept =
+      rows[0].dump() + "\n" + rows[1].dump() + "\n" + rows[2].dump() + "\n" + rows[3].dump().substr(0, 10);
   std::ofstream(out, std::ios::trunc) << kept;
   r = run_command(retort_binary() + " distill generate " + config + " 2>&1");
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("1 responses written, 2 prompts already answered"), std::string::npos) << r.output;
-  rows = read_lines();
-  ASSERT_EQ(rows.size(), 3u);
-  EXPECT_EQ(rows[2]["prompt"], "KING:");
+  EXPECT_NE(r.output.find("1 responses written, 3 prompts already answered"), std::string::npos) << r.output;
+  const auto resumed = read_lines();
+  ASSERT_EQ(resumed.size(), 4u);
+  EXPECT_EQ(resumed[3], rows[3]) << "each prompt's seed is fixed by its index, so the resumed line is the same";
+  // An output that answers other prompts (the prompt file changed) is refused, not mixed.
+  std::ofstream(prompts, std::ios::trunc) << "{\"prompt\": \"First Citizen:\"}\n{\"prompt\": \"JULIET:\"}\n";
+  r = run_command(retort_binary() + " distill generate " + config + " 2>&1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("answers a prompt other than prompt 2"), std::string::npos) << r.output;
 }
 
 }  // namespace

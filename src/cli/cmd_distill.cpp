@@ -1,12 +1,11 @@
 // `retort distill CONFIG.yaml [--resume]`: online knowledge distillation (src/train/distill.cpp).
 // `retort distill generate CONFIG.yaml`: sequence-level KD data — the teacher writes a response to
 // each prompt of generate.prompts into generate.output (JSONL that `retort train`/`distill` read
-// with data.format: jsonl), resumably: prompts already answered there are skipped.
+// with data.format: jsonl), resumably: the prompts already answered there are skipped.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "cli/commands.h"
 #include "cli/model_session.h"
@@ -42,29 +41,39 @@ std::vector<std::string> read_prompts(const std::string& path) {
   return prompts;
 }
 
-// The prompts already answered in `output`; a last line cut short by a killed run is dropped (the
-// file is rewritten without it) so that appending continues on a clean line.
-std::set<std::string> answered_prompts(const std::string& output) {
-  std::set<std::string> done;
+// How many prompts `output` already answers. Responses are written in prompt order, so row k must
+// answer prompt k (a prompt file with repeated prompts then still gets one response per line); an
+// output that does not match is refused rather than mixed. A last line cut short by a killed run is
+// dropped (the file is rewritten without it) so that appending continues on a clean line.
+size_t answered_prompts(const std::string& output, const std::vector<std::string>& prompts) {
   std::ifstream in(output);
-  if (!in.good()) return done;
+  if (!in.good()) return 0;
   std::string line, kept;
+  size_t answered = 0;
   bool dropped = false;
   while (std::getline(in, line)) {
+    std::string prompt;
     try {
       const auto row = nlohmann::json::parse(line);
-      done.insert(row.contains("prompt") ? row["prompt"].get<std::string>()
-                                         : row["messages"][0]["content"].get<std::string>());
-      kept += line + "\n";
+      prompt = row.contains("prompt") ? row["prompt"].get<std::string>()
+                                      : row["messages"][0]["content"].get<std::string>();
     } catch (const nlohmann::json::exception&) {
       dropped = true;
+      continue;
     }
+    require(!dropped, ErrorKind::InvalidInput, "{}: an unreadable line before line {}; delete the file to start over",
+            output, answered + 2);
+    require(answered < prompts.size() && prompt == prompts[answered], ErrorKind::InvalidInput,
+            "{}:{}: answers a prompt other than prompt {} of generate.prompts; was the prompt file changed? Delete "
+            "the output to start over", output, answered + 1, answered + 1);
+    ++answered;
+    kept += line + "\n";
   }
   if (dropped) {
     spdlog::warn("{}: dropping an incomplete line left by an interrupted run", output);
     write_file_atomically(output, kept);
   }
-  return done;
+  return answered;
 }
 
 void generate_responses(const std::string& config_path) {
@@ -73,7 +82,7 @@ void generate_responses(const std::string& config_path) {
   require(!g.prompts.empty() && !g.output.empty(), ErrorKind::InvalidInput,
           "{}: distill generate needs generate.prompts (JSONL with \"prompt\") and generate.output", config_path);
   const std::vector<std::string> prompts = read_prompts(g.prompts);
-  const std::set<std::string> done = answered_prompts(g.output);
+  const size_t done = answered_prompts(g.output, prompts);
   ModelOptions model_options;
   model_options.model_path = config.teacher_model;
   model_options.threads = config.train.threads;
@@ -89,13 +98,9 @@ void generate_responses(const std::string& config_path) {
 
   if (!fs::path(g.output).parent_path().empty()) fs::create_directories(fs::path(g.output).parent_path());
   std::ofstream out(g.output, std::ios::app);
-  int64_t written = 0, skipped = 0;
-  for (size_t i = 0; i < prompts.size(); ++i) {
+  int64_t written = 0;
+  for (size_t i = done; i < prompts.size(); ++i) {
     const std::string& prompt = prompts[i];
-    if (done.count(prompt)) {
-      ++skipped;
-      continue;
-    }
     std::vector<int32_t> tokens;
     if (g.chat_template) {
       tokens = build_chat_prompt(tokenizer, resolve_chat_template(tokenizer, ""), {{"user", prompt}}).tokens;
@@ -117,7 +122,7 @@ void generate_responses(const std::string& config_path) {
     ++written;
     spdlog::info("[{}/{}] {} tokens of response", i + 1, prompts.size(), tokenizer.encode(response).size());
   }
-  spdlog::info("{}: {} responses written, {} prompts already answered", g.output, written, skipped);
+  spdlog::info("{}: {} responses written, {} prompts already answered", g.output, written, done);
 }
 
 }  // namespace

@@ -59,7 +59,8 @@ std::string shape_signature(const ModelConfig& c) {
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& output_dir, const CheckpointContents& contents, int64_t keep_last) {
+std::string save_checkpoint(const std::string& output_dir, const CheckpointContents& contents, int64_t keep_last,
+                            const std::function<void(const std::string& dir)>& write_extra) {
   fs::create_directories(output_dir);
   const fs::path final_dir = fs::path(output_dir) / step_dir_name(contents.state.step);
   const fs::path temp_dir = fs::path(output_dir) / fmt::format(".{}.tmp-{}", step_dir_name(contents.state.step), getpid());
@@ -93,6 +94,7 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointConte
   nlohmann::json state{{"step", s.step},         {"data_epoch", s.data.epoch}, {"data_index", s.data.index},
                        {"seed", s.seed},         {"rng_state", s.rng_state},   {"tokens_seen", s.tokens_seen},
                        {"model", shape_signature(*contents.config)}};
+  if (write_extra) write_extra(temp_dir.string());
   // Written last: its presence marks the checkpoint complete.
   write_file_atomically((temp_dir / kStateFile).string(), state.dump(2) + "\n");
   fs::remove_all(final_dir);

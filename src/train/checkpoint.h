@@ -6,6 +6,7 @@
 // temporary directory and renamed into place, so a crash never leaves a half-written one; only the
 // last N are kept.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,7 +35,9 @@ struct CheckpointContents {
 };
 
 // Writes OUTPUT_DIR/step-NNNNNNNN atomically and removes all but the newest keep_last; returns its path.
-std::string save_checkpoint(const std::string& output_dir, const CheckpointContents& contents, int64_t keep_last);
+// write_extra (optional) adds more files to the checkpoint's directory before it is marked complete.
+std::string save_checkpoint(const std::string& output_dir, const CheckpointContents& contents, int64_t keep_last,
+                            const std::function<void(const std::string& dir)>& write_extra = {});
 
 // The newest complete checkpoint under output_dir, if any.
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);

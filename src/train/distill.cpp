@@ -96,6 +96,26 @@ LossWeights load_distill_state(const std::string& dir, const ParameterLayout& la
   return {meta["ema_hard"], meta["ema_soft"], meta["ema_hidden"], meta["ema_attention"]};
 }
 
+// Rewrites the per-step term log without the lines of steps after `last_step` (those a killed run
+// logged past its last checkpoint, or a stale log in a fresh run's directory).
+void keep_logged_terms(const std::string& path, int64_t last_step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  bool changed = false;
+  while (std::getline(in, line)) {
+    const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool keep = row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
+                      row["step"].get<int64_t>() <= last_step;
+    if (keep) {
+      kept += line + "\n";
+    } else {
+      changed = true;
+    }
+  }
+  if (changed) write_file_atomically(path, kept);
+}
+
 }  // namespace
 
 DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<ConfigEntry>& entries,
@@ -156,6 +176,7 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
     objective.init_projections(c.seed);
     std::copy_n(objective.projections(), proj_params.size(), proj_params.data());
   }
+  keep_logged_terms(terms_path, state.step);  // a resumed run redoes the steps after its checkpoint
   std::ofstream metrics(metrics_path, std::ios::app), terms_log(terms_path, std::ios::app);
 
   // Validation: the student's (and once, the teacher's) cross-entropy on the same fixed batches.
@@ -187,10 +208,13 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   };
   auto checkpoint = [&] {
     state.data = loader.position();
-    last_checkpoint = save_checkpoint(c.output_dir,
-                                      {&sconf, &layout, student.params(), optimizer.moments().data(), state, student_tok_dir},
-                                      c.keep_last);
-    save_distill_state(last_checkpoint, objective.projection_layout(), proj_params, proj_optimizer.moments(), ema);
+    // The projection state goes into the checkpoint before it is marked complete: a checkpoint
+    // without it could not be resumed.
+    last_checkpoint = save_checkpoint(
+        c.output_dir, {&sconf, &layout, student.params(), optimizer.moments().data(), state, student_tok_dir},
+        c.keep_last, [&](const std::string& dir) {
+          save_distill_state(dir, objective.projection_layout(), proj_params, proj_optimizer.moments(), ema);
+        });
     spdlog::info("checkpoint {}", last_checkpoint);
   };
 
