@@ -68,9 +68,12 @@ void run_classify(const ClassifyCommand& o) {
     model_options.context = 512;
     ModelSession session = open_model_session(model_options, true);
     const ClassifyResult r = classify(session.transformer(), *session.cache, session.require_tokenizer(), labels, rows);
+    // Each query's predicted label, in the order of the evaluated rows: for paired comparisons of models.
+    nlohmann::json predicted = nlohmann::json::array();
+    for (int32_t p : r.predictions) predicted.push_back(labels[size_t(p)]);
     results.push_back({{"model", path}, {"examples", r.examples}, {"correct", r.correct}, {"accuracy", r.accuracy},
                        {"p50_ms", r.p50_ms}, {"p99_ms", r.p99_ms}, {"queries_per_second", r.queries_per_second},
-                       {"labels", labels.size()}});
+                       {"labels", labels.size()}, {"predictions", predicted}});
     if (!o.json) {
       std::printf("| %s | %.2f %% (%lld/%lld) | %.1f | %.1f | %.1f |\n", path.c_str(), 100.0 * r.accuracy,
                   static_cast<long long>(r.correct), static_cast<long long>(r.examples), r.p50_ms, r.p99_ms,
@@ -97,7 +100,7 @@ void add_classify_command(CLI::App& app) {
       ->capture_default_str();
   classify->add_option("--limit", options->limit, "Evaluate an evenly spaced subset of N rows (0: all)");
   classify->add_option("-t,--threads", options->threads, "Worker threads (0: all hardware threads)");
-  classify->add_flag("--json", options->json, "Print the results as JSON");
+  classify->add_flag("--json", options->json, "Print the results as JSON (with each query's predicted label)");
   classify->callback([options] { run_classify(*options); });
 }
 
