@@ -39,6 +39,7 @@ echo "== retort pipeline configs/pipeline/brown-demo.yaml"
 $RETORT pipeline configs/pipeline/brown-demo.yaml
 SERVE_MODEL=$(sed -n 's/^retort serve \([^ ]*\) .*/\1/p' runs/pipeline-demo/report.md)
 echo "== retort run $SERVE_MODEL (the distilled, quantized student continues a sentence)"
-$RETORT run "$SERVE_MODEL" --raw -p "The jury said that the city" -n 24 --temperature 0
+# Sampled (T 0.8, seed 1): greedy decoding of a model this small repeats its most likely word.
+$RETORT run "$SERVE_MODEL" --raw -p "The jury said that the city" -n 32 --temperature 0.8 --top-p 0.95 --seed 1
 echo "== done: report in runs/pipeline-demo/report.html; serve the student with:"
 echo "   build/release/retort serve $SERVE_MODEL --port 8080    (then open http://127.0.0.1:8080/)"

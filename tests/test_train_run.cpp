@@ -3,15 +3,11 @@
 // types, sequence length over the model's positions, a checkpoint of another model, NaN loss) is a
 // clear error.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -81,22 +77,10 @@ TEST_F(TrainRun, SigkillThenResumeGivesTheBytesOfAnUninterruptedRun) {
   EXPECT_TRUE(fs::exists(dir_ / "whole" / "metrics.jsonl"));
 
   const std::string killed = write_config("killed.yaml", "killed", "", steps);
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    freopen("/dev/null", "w", stderr);
-    execl(test::retort_binary().c_str(), "retort", "train", killed.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
   // Kill it as soon as its second checkpoint is complete: well before the end.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(dir_ / "killed" / "step-00000004" / "trainer_state.json") &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  ASSERT_TRUE(test::kill_retort_when({"train", killed},
+                                     [&] { return fs::exists(dir_ / "killed" / "step-00000004" / "trainer_state.json"); }))
+      << "the run ended before it could be killed";
   ASSERT_FALSE(fs::exists(dir_ / "killed" / final_name));
 
   auto resumed = train(killed, "--resume");

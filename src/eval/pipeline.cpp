@@ -35,7 +35,7 @@ std::vector<std::string> stage_outputs(PipelineStage stage) {
     case PipelineStage::Student: return {"student"};
     case PipelineStage::Baseline: return {"baseline"};
     case PipelineStage::Quantize: return {"models"};
-    case PipelineStage::Evaluate: return {"evaluation.json", "evaluation-scratch"};
+    case PipelineStage::Evaluate: return {"evaluation-scratch"};
     case PipelineStage::Report: return {"report.md", "report.html", "report.json"};
   }
   return {};
