@@ -5,16 +5,12 @@
 // token ids, every loss term and the magnitude-normalized weighting (so every piece of state counts).
 #include <gtest/gtest.h>
 #include <fmt/format.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <thread>
 
 #include "test_support.h"
 
@@ -79,27 +75,15 @@ TEST_F(DistillResume, SigkillThenResumeGivesTheBytesOfAnUninterruptedRun) {
   ASSERT_TRUE(fs::exists(dir_ / "whole" / final_name / "distill_state.safetensors")) << done.output;
 
   const std::string killed = write_config("killed.yaml", "killed");
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    freopen("/dev/null", "w", stderr);
-    execl(retort_binary().c_str(), "retort", "distill", killed.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
   // Kill it after its second checkpoint (step 4) once step 5 is logged: in step 6, past the last
   // checkpoint, so the resumed run redoes step 5 and must not log it twice.
   auto logged_steps = [&] {
     std::ifstream in(dir_ / "killed" / "distill_metrics.jsonl");
     return std::count(std::istreambuf_iterator<char>(in), {}, '\n');
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!(fs::exists(dir_ / "killed" / "step-00000004" / "distill_state.safetensors") && logged_steps() >= 5) &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  ASSERT_TRUE(kill_retort_when({"distill", killed}, [&] {
+    return fs::exists(dir_ / "killed" / "step-00000004" / "distill_state.safetensors") && logged_steps() >= 5;
+  })) << "the run ended before it could be killed";
   ASSERT_FALSE(fs::exists(dir_ / "killed" / final_name));
 
   const CommandResult resumed = run_command(retort_binary() + " distill " + killed + " --resume 2>&1");

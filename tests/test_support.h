@@ -45,6 +45,15 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command);
 
+// "tiny-r1-qwen" → "tiny_r1_qwen": a fixture's name as a gtest parameter name (letters, digits, _).
+template <typename Param>
+std::string fixture_test_name(const testing::TestParamInfo<Param>& info) {
+  std::string name = info.param;
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
 // Starts `retort ARGS...` (its stderr discarded) and SIGKILLs it as soon as `ready()` holds,
 // polling every 200 µs for at most `timeout`. True when the signal ended it; false when it had
 // exited on its own first (then the caller's kill came too late to test anything).

@@ -149,11 +149,7 @@ TEST(TrainBf16Model, DoubleModelsRefuseBf16Products) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainBf16, ::testing::Values("tiny-r1-qwen", "tiny-r1-llama"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         test::fixture_test_name<std::string>);
 
 }  // namespace
 }  // namespace retort::train

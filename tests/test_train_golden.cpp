@@ -198,11 +198,7 @@ TEST_P(TrainGolden, FiveAdamWStepsReproduceLossesAndWeights) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TrainGolden, ::testing::Values("tiny-r1-qwen", "tiny-r1-llama"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         test::fixture_test_name<std::string>);
 
 }  // namespace
 }  // namespace retort::train

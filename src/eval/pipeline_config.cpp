@@ -3,13 +3,14 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
-#include <fstream>
+#include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "train/config_yaml.h"
+#include "train/train_config.h"
 #include "util/error.h"
 
 namespace retort {
@@ -81,13 +82,7 @@ std::string as_yaml_text(const YAML::Node& node) {
 
 PipelineConfig parse_pipeline_config(const std::string& yaml_text, const std::string& source,
                                      const std::string& base_dir) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    fail(ErrorKind::InvalidInput, "{}: not valid YAML: {}", source, e.what());
-  }
-  require(root.IsMap(), ErrorKind::InvalidInput, "{}: expected a map of settings at the top level", source);
+  const YAML::Node root = train::parse_config_root(yaml_text, source);
   PipelineReader r(root, source);
   PipelineConfig c;
   c.source = source;
@@ -156,11 +151,8 @@ PipelineConfig parse_pipeline_config(const std::string& yaml_text, const std::st
 }
 
 PipelineConfig load_pipeline_config(const std::string& path) {
-  std::ifstream in(path);
-  require(in.good(), ErrorKind::NotFound, "cannot open the pipeline config '{}'", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_pipeline_config(text.str(), path, fs::path(path).parent_path().string());
+  const train::ConfigFileText file = train::read_config_file(path, "pipeline");
+  return parse_pipeline_config(file.text, path, file.base_dir);
 }
 
 }  // namespace retort

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "train/config_yaml.h"
 #include "util/error.h"
 
 namespace retort::train {
@@ -143,13 +144,7 @@ std::string_view weighting_name(Weighting w) {
 
 DistillConfig parse_distill_config(const std::string& yaml_text, const std::string& source, const std::string& base_dir,
                                    std::vector<ConfigEntry>* entries_out) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    fail(ErrorKind::InvalidInput, "{}: not valid YAML: {}", source, e.what());
-  }
-  require(root.IsMap(), ErrorKind::InvalidInput, "{}: expected a map of settings at the top level", source);
+  const YAML::Node root = parse_config_root(yaml_text, source);
   // The distillation sections are read here; everything else is a training config, parsed (and
   // checked for unknown keys) by the same code as `retort train`.
   YAML::Node mine(YAML::NodeType::Map), rest(YAML::NodeType::Map);

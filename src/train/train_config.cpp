@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "train/config_yaml.h"
 #include "util/error.h"
 
 namespace retort::train {
@@ -108,13 +109,7 @@ std::string resolve(const std::string& base_dir, const std::string& path) {
 
 TrainConfig parse_train_config(const std::string& yaml_text, const std::string& source, const std::string& base_dir,
                                std::vector<ConfigEntry>* entries) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    fail(ErrorKind::InvalidInput, "{}: not valid YAML: {}", source, e.what());
-  }
-  require(root.IsMap(), ErrorKind::InvalidInput, "{}: expected a map of settings at the top level", source);
+  const YAML::Node root = parse_config_root(yaml_text, source);
   ConfigReader r(root, source);
   TrainConfig c;
   r.read("model.init", c.model_init);
@@ -186,6 +181,17 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
           source, c.device_num);
   if (entries != nullptr) *entries = r.entries();
   return c;
+}
+
+YAML::Node parse_config_root(const std::string& yaml_text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    fail(ErrorKind::InvalidInput, "{}: not valid YAML: {}", source, e.what());
+  }
+  require(root.IsMap(), ErrorKind::InvalidInput, "{}: expected a map of settings at the top level", source);
+  return root;
 }
 
 ConfigFileText read_config_file(const std::string& path, const std::string& what) {
