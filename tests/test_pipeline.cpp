@@ -113,6 +113,10 @@ TEST_F(Pipeline, FromRedoesThatStageAndLaterOnesOnly) {
 
 TEST_F(Pipeline, AChangedConfigIsRefusedUntilFromSaysWhatToRedo) {
   run_pipeline(write_config(config_text(2)), {});
+  // Comments and layout are not settings: the finished stages still stand.
+  const std::string report = read_file(out() / "report.md");
+  run_pipeline(write_config("# the same settings, commented\n" + config_text(2) + "\n\n"), {});
+  EXPECT_EQ(read_file(out() / "report.md"), report);
   const PipelineConfig changed = write_config(config_text(3));
   try {
     run_pipeline(changed, {});

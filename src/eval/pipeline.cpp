@@ -13,7 +13,6 @@
 #include "eval/pipeline_report.h"
 #include "train/checkpoint.h"
 #include "train/distill.h"
-#include "train/run_setup.h"
 #include "train/trainer.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -188,7 +187,7 @@ PipelineStage parse_stage(const std::string& name) {
 
 PipelineResult run_pipeline(const PipelineConfig& c, const PipelineOptions& options) {
   fs::create_directories(c.dir);
-  PipelineState state(c.dir, train::file_fingerprint(c.source));
+  PipelineState state(c.dir, c.fingerprint);
   if (!options.from_stage.empty()) {
     const PipelineStage from = parse_stage(options.from_stage);
     for (PipelineStage s : kPipelineStages) {

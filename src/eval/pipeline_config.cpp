@@ -78,6 +78,13 @@ std::string as_yaml_text(const YAML::Node& node) {
   return out.c_str();
 }
 
+// FNV-1a: a stable name for a text (not a defence against anyone).
+std::string text_fingerprint(const std::string& text) {
+  uint64_t hash = 1469598103934665603ull;
+  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+  return fmt::format("{:016x}", hash);
+}
+
 }  // namespace
 
 PipelineConfig parse_pipeline_config(const std::string& yaml_text, const std::string& source,
@@ -87,6 +94,7 @@ PipelineConfig parse_pipeline_config(const std::string& yaml_text, const std::st
   PipelineConfig c;
   c.source = source;
   c.base_dir = base_dir;
+  c.fingerprint = text_fingerprint(as_yaml_text(root));
   r.read("", "dir", c.dir);
   require(!c.dir.empty(), ErrorKind::InvalidInput, "{}: 'dir' (where the pipeline writes its stages) is required", source);
   c.dir = resolve(base_dir, c.dir);

@@ -22,6 +22,7 @@ struct PipelineClassifyConfig {
 
 struct PipelineConfig {
   std::string source;                // the config file, for messages
+  std::string fingerprint;           // of the settings as parsed (comments and layout do not count)
   std::string base_dir;              // relative paths (here and in the inline configs) resolve against it
   std::string dir;                   // everything the pipeline writes
   std::string teacher_model;         // a trained teacher (HF directory) ...
