@@ -6,6 +6,7 @@
 //   → OUT_DIR/train.csv, OUT_DIR/test.csv, OUT_DIR/train-prompts.jsonl
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomically } from './lib/atomic-write.mjs';
 
 const [dataDir, outDir, maxArg] = process.argv.slice(2);
 if (!dataDir || !outDir) {
@@ -38,15 +39,6 @@ function parseCsv(text, file) {
 
 const quote = (s) => (/[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
 
-function writeAtomically(target, text) {
-  const temporary = `${target}.tmp-${process.pid}`;
-  const handle = fs.openSync(temporary, 'w');
-  fs.writeSync(handle, text);
-  fs.fsyncSync(handle);
-  fs.closeSync(handle);
-  fs.renameSync(temporary, target);
-}
-
 fs.mkdirSync(outDir, { recursive: true });
 for (const split of ['train', 'test']) {
   const file = path.join(dataDir, `${split}.csv`);
@@ -54,9 +46,9 @@ for (const split of ['train', 'test']) {
   const text = header.indexOf('text'), label = header.indexOf('category');
   if (text < 0 || label < 0) throw new Error(`${file}: expected columns text and category, found ${header}`);
   const kept = rows.map((r) => [[...r[text]].slice(0, maxChars).join(''), r[label]]);
-  writeAtomically(path.join(outDir, `${split}.csv`), ['text,label', ...kept.map((r) => r.map(quote).join(','))].join('\n') + '\n');
+  writeFileAtomically(path.join(outDir, `${split}.csv`), ['text,label', ...kept.map((r) => r.map(quote).join(','))].join('\n') + '\n');
   if (split === 'train')
-    writeAtomically(path.join(outDir, 'train-prompts.jsonl'),
+    writeFileAtomically(path.join(outDir, 'train-prompts.jsonl'),
                     kept.map(([query]) => JSON.stringify({ prompt: `${query}\nLabel:` })).join('\n') + '\n');
   console.log(`${split}: ${kept.length} queries → ${path.join(outDir, `${split}.csv`)}`);
 }

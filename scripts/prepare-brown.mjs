@@ -5,6 +5,7 @@
 //   node scripts/prepare-brown.mjs CORPUS_DIR OUT_DIR   → OUT_DIR/train.txt, OUT_DIR/validation.txt
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomically } from './lib/atomic-write.mjs';
 
 const [corpusDir, outDir] = process.argv.slice(2);
 if (!corpusDir || !outDir) {
@@ -48,13 +49,7 @@ documents.forEach((name, index) => {
 
 fs.mkdirSync(outDir, { recursive: true });
 for (const [file, text] of [['train.txt', train], ['validation.txt', validation]]) {
-  const target = path.join(outDir, file);
-  const temporary = `${target}.tmp-${process.pid}`;
-  const handle = fs.openSync(temporary, 'w');
-  fs.writeSync(handle, text);
-  fs.fsyncSync(handle);
-  fs.closeSync(handle);
-  fs.renameSync(temporary, target);
+  writeFileAtomically(path.join(outDir, file), text);
 }
 console.log(`brown: ${documents.length} documents → ${outDir}/train.txt (${train.length} chars), ` +
             `validation.txt (${validation.length} chars)`);

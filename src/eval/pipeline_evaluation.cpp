@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "eval/classify.h"
 #include "eval/precision.h"
@@ -10,6 +9,7 @@
 #include "model/kv_cache.h"
 #include "model/model_loader.h"
 #include "tokenizer/tokenizer.h"
+#include "util/mapped_file.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/thread_pool.h"
@@ -20,14 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), ErrorKind::NotFound, "evaluate.text: cannot open '{}'", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // The models in report order, the teacher first (it is the reference for KL and agreement).
 std::vector<ModelToCompare> pipeline_models(const json& stages) {
@@ -74,7 +66,7 @@ json evaluate_pipeline_models(const PipelineConfig& c, const json& state) {
   const json& stages = state["stages"];
   const std::vector<ModelToCompare> models = pipeline_models(stages);
   const auto tokenizer = Tokenizer::load(models.front().path);
-  const std::vector<int32_t> tokens = tokenizer->encode(read_text(c.eval_text), /*add_special=*/false);
+  const std::vector<int32_t> tokens = tokenizer->encode(read_text_file(c.eval_text), /*add_special=*/false);
 
   PrecisionOptions options;
   options.work_dir = (fs::path(c.dir) / "evaluation-scratch").string();
