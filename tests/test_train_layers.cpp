@@ -3,6 +3,7 @@
 // Qwen2- and Llama-shaped configs (biases, GQA, llama3 rope, tied embeddings, checkpointing).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -164,16 +165,18 @@ ModelConfig tiny_config(Architecture arch, bool tied) {
   return c;
 }
 
-void check_whole_model(const ModelConfig& config, bool checkpointing) {
+void check_whole_model(const ModelConfig& config, bool checkpointing,
+                       std::vector<int32_t> targets = {4, 8, 0, 2, -1, 3, 7, 5, 6, 1}) {
   TrainModel<double> model(config, 2, 5, {checkpointing});
   std::mt19937_64 rng(9);
   Vec init = random_vec(model.parameter_count(), rng, 0.5);
   std::copy(init.begin(), init.end(), model.params());
-  std::vector<int32_t> inputs{1, 4, 8, 0, 2, 3, 3, 7, 5, 6}, targets{4, 8, 0, 2, -1, 3, 7, 5, 6, 1};
-  auto loss = [&] { return model.forward(inputs.data(), targets.data()).sum / 9.0; };
+  std::vector<int32_t> inputs{1, 4, 8, 0, 2, 3, 3, 7, 5, 6};
+  const double counted = double(std::count_if(targets.begin(), targets.end(), [](int32_t t) { return t >= 0; }));
+  auto loss = [&] { return model.forward(inputs.data(), targets.data()).sum / counted; };
   loss();
   model.zero_grad();
-  model.backward(1.0 / 9.0);
+  model.backward(1.0 / counted);
   Vec params(model.params(), model.params() + model.parameter_count());
   Vec grads(model.grads(), model.grads() + model.parameter_count());
   auto loss_at = [&] { std::copy(params.begin(), params.end(), model.params()); return loss(); };
@@ -184,6 +187,40 @@ TEST(TrainModelGradient, QwenShapedWithBiasesAndGqa) { check_whole_model(tiny_co
 TEST(TrainModelGradient, LlamaShapedWithLlama3Rope) { check_whole_model(tiny_config(Architecture::Llama, false), false); }
 TEST(TrainModelGradient, TiedEmbeddings) { check_whole_model(tiny_config(Architecture::Qwen2, true), false); }
 TEST(TrainModelGradient, ActivationCheckpointing) { check_whole_model(tiny_config(Architecture::Llama, true), true); }
+// Prompt-masked data (loss on a few answer tokens): the LM head runs on the targeted rows only.
+TEST(TrainModelGradient, PromptMaskedTargets) {
+  check_whole_model(tiny_config(Architecture::Qwen2, false), false, {-1, -1, -1, 2, 5, -1, -1, -1, -1, 1});
+}
+
+// With targets the head runs on the targeted rows only; their logits are those of a forward with
+// no targets (every row), in the order of logit_rows(), to float rounding (a GEMM over 3 rows may
+// sum in another order than one over 10).
+TEST(TrainModel, LogitsOnTargetedRowsEqualThoseOfEveryRow) {
+  const ModelConfig config = tiny_config(Architecture::Llama, false);
+  TrainModel<float> model(config, 2, 5);
+  std::mt19937_64 rng(12);
+  Vec init = random_vec(model.parameter_count(), rng, 0.5);
+  std::copy(init.begin(), init.end(), model.params());
+  std::vector<int32_t> inputs{1, 4, 8, 0, 2, 3, 3, 7, 5, 6}, targets{-1, -1, 0, -1, -1, -1, 7, 5, -1, -1};
+  model.forward(inputs.data(), nullptr);
+  const int64_t V = config.vocab_size;
+  ASSERT_EQ(model.logit_rows().size(), 10u);
+  std::vector<float> every_row(model.logits(), model.logits() + 10 * V);
+  const LossSum loss = model.forward(inputs.data(), targets.data());
+  EXPECT_EQ(loss.targets, 3);
+  ASSERT_EQ(model.logit_rows(), (std::vector<int64_t>{2, 6, 7}));
+  EXPECT_EQ(model.logit_targets(), (std::vector<int32_t>{0, 7, 5}));
+  for (size_t i = 0; i < 3; ++i)
+    for (int64_t v = 0; v < V; ++v)
+      ASSERT_NEAR(model.logits()[int64_t(i) * V + v], every_row[size_t(model.logit_rows()[i] * V + v)], 1e-5)
+          << i << " " << v;
+  // A batch with no targets at all has no loss and no gradient.
+  std::vector<int32_t> none(10, -1);
+  EXPECT_EQ(model.forward(inputs.data(), none.data()).targets, 0);
+  model.zero_grad();
+  model.backward(1.0);
+  for (size_t i = 0; i < model.parameter_count(); ++i) ASSERT_EQ(model.grads()[i], 0.0f) << i;
+}
 
 TEST(TrainModelGradient, CheckpointingGivesIdenticalGradients) {
   const ModelConfig config = tiny_config(Architecture::Qwen2, false);

@@ -60,10 +60,10 @@ class DistillObjective {
   double teacher_loss(const int32_t* inputs, const int32_t* targets);
 
  private:
-  // Teacher logits for positions [r0, r1) into teacher_chunk_.
-  void teacher_logits(int64_t r0, int64_t r1);
-  // Soft loss over all positions, chunk by chunk; with dlogits, logits are replaced by the gradient
-  // of (hard_w · CE + soft_w · soft) · token_scale.
+  // Teacher logits at `count` positions (indices into the batch's rows) into teacher_chunk_.
+  void teacher_logits(const int64_t* rows, int64_t count);
+  // Soft loss over the student's logit rows, chunk by chunk; with write_gradient, logits are
+  // replaced by the gradient of (hard_w · CE + soft_w · soft) · token_scale.
   double soft_and_hard(T* logits, bool write_gradient, double hard_w, double soft_w, double token_scale);
 
   const DistillConfig& c_;
@@ -74,7 +74,7 @@ class DistillObjective {
   std::vector<T> proj_, dproj_;
   std::vector<std::vector<T>> dhidden_;     // per hidden pair [N, Cs]
   std::vector<std::vector<T>> dattention_;  // per attention pair [B, Hs, T, T]
-  std::vector<T> teacher_chunk_, grad_chunk_, topk_values_;
+  std::vector<T> teacher_chunk_, teacher_rows_, grad_chunk_, topk_values_;
   std::vector<int32_t> topk_ids_;
 };
 

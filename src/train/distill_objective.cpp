@@ -86,6 +86,7 @@ DistillObjective<T>::DistillObjective(const DistillConfig& c, TrainModel<T>& stu
     dattention_.emplace_back(size_t(student.batch() * s.num_heads * student.seq_len() * student.seq_len()), T(0));
   const int64_t chunk = std::min(c.chunk_rows, N);
   teacher_chunk_.resize(size_t(chunk * t.vocab_size));
+  teacher_rows_.resize(size_t(chunk * t.hidden_size));
   grad_chunk_.resize(size_t(chunk * s.vocab_size));
   if (c.top_k > 0) {
     topk_ids_.resize(size_t(chunk * c.top_k));
@@ -103,37 +104,45 @@ void DistillObjective<T>::init_projections(uint64_t seed) {
 }
 
 template <typename T>
-void DistillObjective<T>::teacher_logits(int64_t r0, int64_t r1) {
+void DistillObjective<T>::teacher_logits(const int64_t* rows, int64_t count) {
   const ModelConfig& t = teacher_.config();
-  linear_forward(teacher_chunk_.data(), teacher_.final_hidden() + r0 * t.hidden_size, teacher_.weights().lm_head,
-                 static_cast<const T*>(nullptr), r1 - r0, t.hidden_size, t.vocab_size);
+  const int64_t C = t.hidden_size;
+  for (int64_t i = 0; i < count; ++i)
+    std::copy_n(teacher_.final_hidden() + rows[i] * C, C, teacher_rows_.data() + i * C);
+  linear_forward(teacher_chunk_.data(), teacher_rows_.data(), teacher_.weights().lm_head,
+                 static_cast<const T*>(nullptr), count, C, t.vocab_size);
 }
 
 template <typename T>
 double DistillObjective<T>::soft_and_hard(T* logits, bool write_gradient, double hard_w, double soft_w,
                                           double token_scale) {
-  const int64_t N = student_.batch() * student_.seq_len(), V = student_.config().vocab_size;
-  const int64_t Vt = teacher_.config().vocab_size, chunk = std::min(c_.chunk_rows, N);
+  // The student's logits are its logit_rows() only (the positions with a target), and so are the
+  // teacher's: no term reads the others.
+  const std::vector<int64_t>& rows = student_.logit_rows();
+  const int32_t* targets = student_.logit_targets().data();
+  const auto M = static_cast<int64_t>(rows.size());
+  const int64_t V = student_.config().vocab_size, Vt = teacher_.config().vocab_size;
+  const int64_t chunk = std::max<int64_t>(1, std::min(c_.chunk_rows, M));
   double soft = 0;
-  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
-    const int64_t r1 = std::min(N, r0 + chunk), rows = r1 - r0;
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t r1 = std::min(M, r0 + chunk), count = r1 - r0;
     T* g = write_gradient ? grad_chunk_.data() : nullptr;
     if (g != nullptr) {
-      std::fill_n(g, rows * V, T(0));
-      hard_ce_loss(g, logits + r0 * V, targets_.data() + r0, rows, V, hard_w * token_scale);
+      std::fill_n(g, count * V, T(0));
+      hard_ce_loss(g, logits + r0 * V, targets + r0, count, V, hard_w * token_scale);
     }
     if (soft_w > 0) {
-      teacher_logits(r0, r1);
+      teacher_logits(rows.data() + r0, count);
       if (c_.top_k > 0) {
-        top_k_rows(topk_ids_.data(), topk_values_.data(), teacher_chunk_.data(), Vt, rows, V, c_.top_k);
-        soft += soft_loss_top_k(g, logits + r0 * V, topk_ids_.data(), topk_values_.data(), rows, V, c_.top_k,
-                                c_.soft.temperature, targets_.data() + r0, soft_w * token_scale);
+        top_k_rows(topk_ids_.data(), topk_values_.data(), teacher_chunk_.data(), Vt, count, V, c_.top_k);
+        soft += soft_loss_top_k(g, logits + r0 * V, topk_ids_.data(), topk_values_.data(), count, V, c_.top_k,
+                                c_.soft.temperature, targets + r0, soft_w * token_scale);
       } else {
-        soft += soft_loss(g, logits + r0 * V, teacher_chunk_.data(), Vt, rows, V, c_.soft, targets_.data() + r0,
+        soft += soft_loss(g, logits + r0 * V, teacher_chunk_.data(), Vt, count, V, c_.soft, targets + r0,
                           soft_w * token_scale);
       }
     }
-    if (g != nullptr) std::copy(g, g + rows * V, logits + r0 * V);
+    if (g != nullptr) std::copy(g, g + count * V, logits + r0 * V);
   }
   return soft;
 }
@@ -201,11 +210,19 @@ double DistillObjective<T>::teacher_loss(const int32_t* inputs, const int32_t* t
   const int64_t N = teacher_.batch() * teacher_.seq_len(), Vt = teacher_.config().vocab_size;
   const int64_t chunk = std::min(c_.chunk_rows, N);
   teacher_.forward(inputs, nullptr);
+  std::vector<int64_t> rows;  // the positions with a target: only they have a loss
+  std::vector<int32_t> row_targets;
+  for (int64_t n = 0; n < N; ++n)
+    if (targets[n] >= 0) {
+      rows.push_back(n);
+      row_targets.push_back(targets[n]);
+    }
+  const auto M = static_cast<int64_t>(rows.size());
   double sum = 0;
-  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
-    const int64_t r1 = std::min(N, r0 + chunk);
-    teacher_logits(r0, r1);
-    sum += hard_ce_loss<T>(nullptr, teacher_chunk_.data(), targets + r0, r1 - r0, Vt, 1.0);
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t r1 = std::min(M, r0 + chunk);
+    teacher_logits(rows.data() + r0, r1 - r0);
+    sum += hard_ce_loss<T>(nullptr, teacher_chunk_.data(), row_targets.data() + r0, r1 - r0, Vt, 1.0);
   }
   return sum;
 }

@@ -57,7 +57,7 @@ TrainModel<T>::TrainModel(const ModelConfig& config, int64_t batch, int64_t seq_
       rope_sin_[t * half + i] = T(std::sin(angle));
     }
 
-  const int64_t N = N_, C = config_.hidden_size, F = config_.intermediate_size, V = config_.vocab_size;
+  const int64_t N = N_, C = config_.hidden_size, F = config_.intermediate_size;
   const int64_t S = config_.q_dim() + 2 * config_.kv_dim(), QD = config_.q_dim(), L = config_.num_layers;
   const int64_t stored_layers = options_.activation_checkpointing ? 1 : L;
   // Two passes over the same carving: the first measures, the second hands out pointers.
@@ -81,11 +81,11 @@ TrainModel<T>::TrainModel(const ModelConfig& config, int64_t batch, int64_t seq_
     residual_ = carve.take((L + 1) * N * C);
     final_norm_ = carve.take(N * C);
     final_rstd_ = carve.take(N);
-    logits_ = carve.take(options_.lm_head ? N * V : 0);
+    head_in_ = carve.take(options_.lm_head ? N * C : 0);
     losses_ = carve.take(N);
     if (pass == 0) acts_.assign(carve.used(), T(0));
   }
-  dacts_.assign(static_cast<size_t>(N * (2 * C + S + QD + 3 * F)), T(0));
+  dacts_.assign(static_cast<size_t>(N * (3 * C + S + QD + 3 * F)), T(0));
   Carver<T> carve(dacts_.data());
   dx_ = carve.take(N * C);
   dln_ = carve.take(N * C);
@@ -93,6 +93,7 @@ TrainModel<T>::TrainModel(const ModelConfig& config, int64_t batch, int64_t seq_
   datty_ = carve.take(N * QD);
   dswiglu_ = carve.take(N * F);
   dgate_up_ = carve.take(N * 2 * F);
+  dhead_in_ = carve.take(N * C);
 }
 
 template <typename T>
@@ -139,11 +140,31 @@ LossSum TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets) {
   for (int64_t l = 0; l < L; ++l) layer_forward(l, layer_acts(l));
   rmsnorm_forward(final_norm_, final_rstd_, residual_ + L * N * C, w_.final_norm, N, C, config_.rms_norm_eps);
   if (!options_.lm_head) return {};
-  linear_forward(logits_, final_norm_, w_.lm_head, static_cast<const T*>(nullptr), N, C, V, mp);
+  select_head_rows(targets != nullptr);
+  const auto M = static_cast<int64_t>(head_rows_.size());
+  if (M < N)
+    for (int64_t i = 0; i < M; ++i)
+      std::copy_n(final_norm_ + head_rows_[size_t(i)] * C, C, head_in_ + i * C);
   LossSum loss;
-  loss.targets = cross_entropy_forward(losses_, logits_, targets_.data(), N, V);
-  for (int64_t n = 0; n < N; ++n) loss.sum += double(losses_[n]);
+  if (M == 0) return loss;
+  // Sized by the rows that need logits, not N: with prompt-masked data that is a fraction of N × V.
+  if (logits_storage_.size() < size_t(M * V)) logits_storage_.resize(size_t(M * V));
+  logits_ = logits_storage_.data();
+  linear_forward(logits_, head_input(), w_.lm_head, static_cast<const T*>(nullptr), M, C, V, mp);
+  loss.targets = cross_entropy_forward(losses_, logits_, head_targets_.data(), M, V);
+  for (int64_t i = 0; i < M; ++i) loss.sum += double(losses_[i]);
   return loss;
+}
+
+template <typename T>
+void TrainModel<T>::select_head_rows(bool with_targets) {
+  head_rows_.clear();
+  head_targets_.clear();
+  for (int64_t n = 0; n < N_; ++n)
+    if (!with_targets || targets_[size_t(n)] >= 0) {
+      head_rows_.push_back(n);
+      head_targets_.push_back(targets_[size_t(n)]);
+    }
 }
 
 template <typename T>
@@ -181,9 +202,16 @@ void TrainModel<T>::backward(double loss_scale) {
   const int64_t N = N_, C = config_.hidden_size, V = config_.vocab_size, L = config_.num_layers;
   T* dlogits = logits_;  // the logits are not needed after this point: their gradient replaces them
   require(options_.lm_head, ErrorKind::InvalidInput, "backward needs a model built with lm_head");
+  const auto M = static_cast<int64_t>(head_rows_.size());
   if (hooks_.logits_gradient) hooks_.logits_gradient(dlogits);
-  else cross_entropy_backward(dlogits, logits_, targets_.data(), N, V, loss_scale);
-  linear_backward(dln_, dw_.lm_head, static_cast<T*>(nullptr), dlogits, final_norm_, w_.lm_head, N, C, V, mp);
+  else cross_entropy_backward(dlogits, logits_, head_targets_.data(), M, V, loss_scale);
+  // Rows without logits feed no loss: their gradient into the final norm is zero.
+  T* dhead = M == N ? dln_ : dhead_in_;
+  if (M > 0) linear_backward(dhead, dw_.lm_head, static_cast<T*>(nullptr), dlogits, head_input(), w_.lm_head, M, C, V, mp);
+  if (M < N) {
+    std::fill_n(dln_, N * C, T(0));
+    for (int64_t i = 0; i < M; ++i) std::copy_n(dhead_in_ + i * C, C, dln_ + head_rows_[size_t(i)] * C);
+  }
   std::fill_n(dx_, N * C, T(0));
   rmsnorm_backward(dx_, dw_.final_norm, dln_, residual_ + L * N * C, w_.final_norm, final_rstd_, N, C);
   if (hooks_.hidden_gradient) hooks_.hidden_gradient(L, dx_);

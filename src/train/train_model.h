@@ -26,8 +26,8 @@ struct TrainModelOptions {
 // Extra gradient terms for distillation (train/distill.h), called during backward.
 template <typename T>
 struct BackwardHooks {
-  // If set, replaces cross-entropy's gradient: receives the [N, V] logits and overwrites them, in
-  // place, with d loss / d logits.
+  // If set, replaces cross-entropy's gradient: receives the logits (TrainModel::logits(), one row
+  // per logit_rows() entry) and overwrites them, in place, with d loss / d logits.
   std::function<void(T* logits)> logits_gradient;
   // Adds into dx [N, C], the gradient of the residual stream after i layers (called for i = L … 0).
   std::function<void(int64_t i, T* dx)> hidden_gradient;
@@ -69,12 +69,18 @@ class TrainModel {
   T* grads() { return grads_.data(); }
   const T* grads() const { return grads_.data(); }
   size_t parameter_count() const { return layout_.total; }
-  size_t activation_bytes() const { return (acts_.size() + dacts_.size()) * sizeof(T); }
+  size_t activation_bytes() const { return (acts_.size() + dacts_.size() + logits_storage_.size()) * sizeof(T); }
 
   // Runs [B, T] inputs (row n at position n % T); with targets (−1 = ignored), returns the summed
   // loss. The logits stay readable until backward() overwrites them with their gradient.
+  // With targets, the LM head runs only on the rows that have one (no loss reads the others): for
+  // prompt-masked data such as BANKING77's "query → label" that is a few rows in ten, and the head
+  // is most of the work with a 151,936-entry vocabulary. Without targets it runs on every row.
   LossSum forward(const int32_t* inputs, const int32_t* targets);
-  const T* logits() const { return logits_; }  // [N, V]
+  // [logit_rows().size(), V]: row i holds the logits of position logit_rows()[i] (of 0..N−1).
+  const T* logits() const { return logits_; }
+  const std::vector<int64_t>& logit_rows() const { return head_rows_; }
+  const std::vector<int32_t>& logit_targets() const { return head_targets_; }  // their targets
   // After forward: the residual stream after i layers [N, C] (0: the embeddings; L: before the
   // final norm), the final norm's output [N, C], and layer l's attention probabilities
   // [B, H, T, T] (without activation checkpointing only).
@@ -91,6 +97,9 @@ class TrainModel {
  private:
   void layer_forward(int64_t layer, const LayerActivations<T>& a);
   void layer_backward(int64_t layer, const LayerActivations<T>& a);
+  void select_head_rows(bool with_targets);
+  // The LM head's input: final_norm_ itself when every row has logits, else its gathered rows.
+  const T* head_input() const { return head_rows_.size() == size_t(N_) ? final_norm_ : head_in_; }
   const LayerActivations<T>& layer_acts(int64_t layer) const;
 
   ModelConfig config_;
@@ -106,7 +115,9 @@ class TrainModel {
   T* residual_ = nullptr;                    // [(L+1), N, C] the residual stream at each layer's input
   T* final_norm_ = nullptr;                  // [N, C]
   T* final_rstd_ = nullptr;                  // [N]
-  T* logits_ = nullptr;                      // [N, V]
+  T* head_in_ = nullptr;                     // [N, C] the rows of final_norm_ that get logits, packed
+  std::vector<T> logits_storage_;            // grows to the most rows that have needed logits
+  T* logits_ = nullptr;                      // [M, V], M = head_rows_.size() ≤ N
   T* losses_ = nullptr;                      // [N]
 
   std::vector<T> dacts_;  // activation gradients, one allocation
@@ -116,8 +127,11 @@ class TrainModel {
   T* datty_ = nullptr;    // [N, H·hd]
   T* dswiglu_ = nullptr;  // [N, F]
   T* dgate_up_ = nullptr; // [N, 2F]
+  T* dhead_in_ = nullptr; // [N, C] the packed rows' gradient before it is scattered
 
   std::vector<int32_t> inputs_, targets_;  // [N] of the last forward
+  std::vector<int64_t> head_rows_;         // the positions the LM head ran on, ascending
+  std::vector<int32_t> head_targets_;      // their targets
   BackwardHooks<T> hooks_;
 };
 
