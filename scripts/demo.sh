@@ -6,7 +6,7 @@
 # quantized student generates. Point the commands at a real checkpoint for real answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
+bash scripts/build.sh retort   # the program only: the tests are scripts/test.sh's
 RETORT=build/release/retort
 SHARED_DATA=${RETORT_SHARED_DATA:-../shared/data}
 

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomically } from './lib/atomic-write.mjs';
+import { parseCsv } from './lib/csv.mjs';
 
 const [dataDir, outDir, maxArg] = process.argv.slice(2);
 if (!dataDir || !outDir) {
@@ -14,28 +15,6 @@ if (!dataDir || !outDir) {
   process.exit(2);
 }
 const maxChars = Number(maxArg ?? 160);
-
-// RFC 4180: fields separated by commas, optionally in double quotes with "" for a quote.
-function parseCsv(text, file) {
-  const rows = [];
-  let row = [], field = '', quoted = false;
-  for (let i = 0; i < text.length; ++i) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') field += '"', ++i;
-      else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') row.push(field), field = '';
-    else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') ++i;
-      row.push(field), rows.push(row), row = [], field = '';
-    } else field += c;
-  }
-  if (quoted) throw new Error(`${file}: a quoted field is not closed`);
-  if (field !== '' || row.length > 0) row.push(field), rows.push(row);
-  return rows;
-}
 
 const quote = (s) => (/[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
 

@@ -42,6 +42,7 @@ void run_prompt(const RunOptions& options) {
                                    options.generation, [&](std::string_view text) { printer.print(text); });
   printer.finish();
   std::printf("\n");
+  std::fflush(stdout);  // the text before the stats line on stderr, also when stdout is a pipe
   if (stats.context_full) spdlog::warn("stopped: the context ({} tokens) is full", session.cache->capacity_tokens());
   if (!options.chat.quiet) std::fprintf(stderr, "%s\n", format_speed(stats, session.model->transformer->weights().matrix_bytes).c_str());
 }
