@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <set>
 
 #include "cli/commands.h"
@@ -47,6 +48,21 @@ std::vector<std::string> candidate_labels(const ClassifyCommand& o, const std::v
   return labels;
 }
 
+// Room for the longest query's prompt and a copy of it per candidate, so each query's candidates
+// are scored in one batched forward; capped at 2 GiB (beyond it they are scored in groups).
+void size_cache_for_candidates(ModelSession& session, const std::vector<std::string>& labels,
+                               const std::vector<LabelledText>& rows) {
+  const ModelConfig& config = session.model->config;
+  const int64_t block_size = session.cache->block_size();
+  const int64_t bytes_per_token = config.num_layers * config.kv_dim() * 2 * int64_t(sizeof(float));
+  const int64_t cap = std::max<int64_t>(block_size, (int64_t(2) << 30) / bytes_per_token);
+  const int64_t wanted = classify_cache_tokens(session.require_tokenizer(), labels, rows, block_size);
+  const int64_t tokens = std::max(session.cache->capacity_tokens(), std::min(wanted, cap));
+  if (tokens != session.cache->capacity_tokens()) session.cache = std::make_unique<KvCache>(config, tokens, block_size);
+  spdlog::debug("KV cache: {} positions ({:.1f} MiB) for {} candidates", tokens, session.cache->bytes() / 1048576.0,
+                labels.size());
+}
+
 void run_classify(const ClassifyCommand& o) {
   std::vector<LabelledText> rows = read_labelled_csv(o.data, o.text_column, o.label_column);
   const std::vector<std::string> labels = candidate_labels(o, rows);
@@ -67,6 +83,7 @@ void run_classify(const ClassifyCommand& o) {
     model_options.threads = o.threads;
     model_options.context = 512;
     ModelSession session = open_model_session(model_options, true);
+    size_cache_for_candidates(session, labels, rows);
     const ClassifyResult r = classify(session.transformer(), *session.cache, session.require_tokenizer(), labels, rows);
     // Each query's predicted label, in the order of the evaluated rows: for paired comparisons of models.
     nlohmann::json predicted = nlohmann::json::array();

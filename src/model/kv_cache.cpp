@@ -1,5 +1,7 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace retort {
@@ -41,6 +43,26 @@ void KvCache::release(KvSequence& sequence) {
   for (auto it = sequence.blocks.rbegin(); it != sequence.blocks.rend(); ++it) free_list_.push_back(*it);
   sequence.blocks.clear();
   sequence.length = 0;
+}
+
+void KvCache::copy_prefix(const KvSequence& from, KvSequence& to, int64_t positions) {
+  require(positions >= 0 && positions <= from.length, ErrorKind::Internal,
+          "cannot copy {} positions of a sequence that holds {}", positions, from.length);
+  require(blocks_needed(to, positions) == 0, ErrorKind::Internal,
+          "KV cache space for the {} copied positions was not reserved", positions);
+  const auto block_floats = static_cast<size_t>(block_size_ * kv_dim_);
+  for (int64_t layer = 0; layer < num_layers_; ++layer) {
+    const size_t layer_offset = static_cast<size_t>(layer * total_blocks_) * block_floats;
+    for (int64_t start = 0; start < positions; start += block_size_) {
+      const auto b = static_cast<size_t>(start / block_size_);
+      const size_t source = layer_offset + static_cast<size_t>(from.blocks[b]) * block_floats;
+      const size_t target = layer_offset + static_cast<size_t>(to.blocks[b]) * block_floats;
+      const auto floats = static_cast<size_t>(std::min(block_size_, positions - start) * kv_dim_);
+      std::copy_n(keys_.data() + source, floats, keys_.data() + target);
+      std::copy_n(values_.data() + source, floats, values_.data() + target);
+    }
+  }
+  to.length = positions;
 }
 
 int64_t KvCache::slot(const KvSequence& sequence, int64_t position) const {

@@ -33,6 +33,10 @@ class KvCache {
   bool reserve(KvSequence& sequence, int64_t new_length);
   // Returns all of the sequence's blocks to the pool and empties it.
   void release(KvSequence& sequence);
+  // Copies the keys and values of `from`'s first `positions` positions, in every layer, into the
+  // same positions of `to` (which must already have blocks for them) and sets to.length to
+  // `positions`: several sequences can then continue from one evaluated prefix.
+  void copy_prefix(const KvSequence& from, KvSequence& to, int64_t positions);
   // Flat slot index of a position, as kv_write expects.
   int64_t slot(const KvSequence& sequence, int64_t position) const;
 
