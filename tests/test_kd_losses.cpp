@@ -3,9 +3,11 @@
 // differences on random, awkward sizes (including a teacher with a larger padded vocabulary).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -181,6 +183,56 @@ TEST(KdLossesFiniteDifferences, TopKForwardKlEqualsFullKlWhenKIsTheVocabulary) {
   const double full = soft_loss<double>(nullptr, zs.data(), zt.data(), V, N, V, {SoftLossKind::ForwardKL, 2.0, 0.5},
                                         nullptr, 1.0);
   EXPECT_NEAR(sparse, full, 1e-10 * std::abs(full));
+}
+
+// top_k_rows against a full sort (value descending, ties to the lower id) on rows with many ties.
+TEST(KdLossesTopK, RowsMatchAFullSortWithTies) {
+  std::mt19937_64 rng(21);
+  const int64_t N = 4, V = 1003, stride = 1010;
+  std::vector<float> logits(size_t(N * stride));
+  for (auto& x : logits) x = float(int(rng() % 40)) * 0.25f;  // 40 distinct values: ties everywhere
+  for (int64_t k : {1, 7, 40, 1003}) {
+    std::vector<int32_t> ids(size_t(N * k));
+    std::vector<float> values(size_t(N * k));
+    top_k_rows(ids.data(), values.data(), logits.data(), stride, N, V, k);
+    for (int64_t n = 0; n < N; ++n) {
+      std::vector<int32_t> order(static_cast<size_t>(V));
+      std::iota(order.begin(), order.end(), 0);
+      const float* row = logits.data() + n * stride;
+      std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+      for (int64_t j = 0; j < k; ++j) {
+        ASSERT_EQ(ids[size_t(n * k + j)], order[size_t(j)]) << "k " << k << " row " << n << " rank " << j;
+        ASSERT_EQ(values[size_t(n * k + j)], row[order[size_t(j)]]);
+      }
+    }
+  }
+}
+
+// The f32 top-k forward KL (vectorised softmax kernels) against the f64 path on a long, awkward
+// row length with skipped rows.
+TEST(KdLossesTopK, FloatPathMatchesDouble) {
+  std::mt19937_64 rng(22);
+  const int64_t N = 6, V = 5003, k = 16;
+  Vec zs = random_vec(size_t(N * V), rng, 4.0), zt = random_vec(size_t(N * V), rng, 4.0);
+  const std::vector<int32_t> targets{3, -1, 7, 0, -1, 11};
+  std::vector<int32_t> ids(size_t(N * k));
+  Vec values(size_t(N * k));
+  top_k_rows(ids.data(), values.data(), zt.data(), V, N, V, k);
+  for (double temperature : {1.0, 2.0, 4.5}) {
+    Vec d64(zs.size(), 0.0);
+    const double want = soft_loss_top_k(d64.data(), zs.data(), ids.data(), values.data(), N, V, k, temperature,
+                                        targets.data(), 0.7);
+    std::vector<float> zs32 = cast<float>(zs), values32 = cast<float>(values), d32(zs.size(), 0.0f);
+    const double got = soft_loss_top_k(d32.data(), zs32.data(), ids.data(), values32.data(), N, V, k, temperature,
+                                       targets.data(), 0.7);
+    EXPECT_NEAR(got, want, 1e-5 * std::abs(want)) << "T " << temperature;
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < d64.size(); ++i) {
+      worst = std::max(worst, std::abs(double(d32[i]) - d64[i]));
+      scale = std::max(scale, std::abs(d64[i]));
+    }
+    EXPECT_LT(worst / scale, 1e-5) << "T " << temperature;
+  }
 }
 
 TEST(KdLossesFiniteDifferences, HiddenLossesThroughTheProjection) {

@@ -78,6 +78,50 @@ double forward_kl_row_f32(float* d, const float* zs, const float* zt, int64_t V,
   return temperature * temperature * std::max(0.0, cross + lse_s - lse_t);
 }
 
+// T² · Σ_j p_t[j] (log p_t[j] − log p_s[id_j]) against a teacher kept to k (ids, values), p_t
+// renormalised over those k and p_s over all V; d += scale · T · (p_s − p_t on the k ids).
+double forward_kl_top_k_row_f32(float* d, const float* zs, const int32_t* ids, const float* values, int64_t V,
+                                int64_t k, double temperature, double scale) {
+  const auto& kernels = cpu::active_softmax_kernels();
+  const double inv_t = 1.0 / temperature;
+  const float max_s = kernels.row_max(zs, V);
+  const double lse_s = double(max_s) * inv_t + std::log(kernels.sum_exp(zs, V, max_s, float(inv_t)));
+  double max_t = -INFINITY, sum_t = 0;
+  for (int64_t j = 0; j < k; ++j) max_t = std::max(max_t, double(values[j]) * inv_t);
+  for (int64_t j = 0; j < k; ++j) sum_t += std::exp(double(values[j]) * inv_t - max_t);
+  const double lse_t = max_t + std::log(sum_t);
+  double loss = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    const double lt = double(values[j]) * inv_t - lse_t;
+    loss += std::exp(lt) * (lt - (double(zs[ids[j]]) * inv_t - lse_s));
+  }
+  if (d != nullptr) {
+    const double c = scale * temperature;  // T² / T
+    kernels.exp_accumulate(d, zs, V, max_s, float(inv_t), float(c * std::exp(double(max_s) * inv_t - lse_s)));
+    for (int64_t j = 0; j < k; ++j) d[ids[j]] -= float(c * std::exp(double(values[j]) * inv_t - lse_t));
+  }
+  return temperature * temperature * loss;
+}
+
+// The k largest of row[0..V) by value, ties to the lower id, in one pass: each entry is compared
+// with the k-th best so far and only the few that beat it are inserted (a partial sort over a
+// 151,936-entry row cost more than the loss).
+template <typename T>
+void top_k_of_row(int32_t* ids, T* values, const T* row, int64_t V, int64_t k) {
+  int64_t kept = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    const T x = row[v];
+    if (kept == k && !(x > values[k - 1])) continue;  // an equal value has a higher id: it loses the tie
+    int64_t at = kept < k ? kept++ : k - 1;
+    for (; at > 0 && x > values[at - 1]; --at) {
+      values[at] = values[at - 1];
+      ids[at] = ids[at - 1];
+    }
+    values[at] = x;
+    ids[at] = int32_t(v);
+  }
+}
+
 }  // namespace
 
 SoftLossKind parse_soft_loss_kind(const std::string& name) {
@@ -181,18 +225,8 @@ template <typename T>
 void top_k_rows(int32_t* ids, T* values, const T* logits, int64_t stride, int64_t N, int64_t V, int64_t k) {
   require(k > 0 && k <= V, ErrorKind::InvalidInput, "top_k must be in 1..{} (the vocabulary), got {}", V, k);
   thread_pool().parallel_for(size_t(N), 1, [&](size_t begin, size_t end) {
-    std::vector<int32_t> order(static_cast<size_t>(V));
-    for (size_t n = begin; n < end; ++n) {
-      const T* row = logits + int64_t(n) * stride;
-      std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-        return row[a] > row[b] || (row[a] == row[b] && a < b);
-      });
-      for (int64_t j = 0; j < k; ++j) {
-        ids[int64_t(n) * k + j] = order[size_t(j)];
-        values[int64_t(n) * k + j] = row[order[size_t(j)]];
-      }
-    }
+    for (size_t n = begin; n < end; ++n)
+      top_k_of_row(ids + int64_t(n) * k, values + int64_t(n) * k, logits + int64_t(n) * stride, V, k);
   });
 }
 
@@ -202,6 +236,9 @@ double soft_loss_top_k(T* dstudent, const T* student, const int32_t* ids, const 
   const double Tmp = temperature;
   return sum_over_rows(N, 4, [&](int64_t n) -> double {
     if (skipped(targets, n)) return 0.0;
+    if constexpr (std::is_same_v<T, float>)
+      return forward_kl_top_k_row_f32(dstudent == nullptr ? nullptr : dstudent + n * V, student + n * V, ids + n * k,
+                                      values + n * k, V, k, Tmp, scale);
     double* ls = scratch(0, size_t(V)).data();
     double* lt = scratch(1, size_t(k)).data();
     log_softmax(ls, student + n * V, V, Tmp);
