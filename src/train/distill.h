@@ -69,7 +69,6 @@ class DistillObjective {
   const DistillConfig& c_;
   TrainModel<T>& student_;
   TrainModel<T>& teacher_;
-  std::vector<int32_t> targets_;
   ParameterLayout proj_layout_;
   std::vector<T> proj_, dproj_;
   std::vector<std::vector<T>> dhidden_;     // per hidden pair [N, Cs]

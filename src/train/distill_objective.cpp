@@ -107,8 +107,7 @@ template <typename T>
 void DistillObjective<T>::teacher_logits(const int64_t* rows, int64_t count) {
   const ModelConfig& t = teacher_.config();
   const int64_t C = t.hidden_size;
-  for (int64_t i = 0; i < count; ++i)
-    std::copy_n(teacher_.final_hidden() + rows[i] * C, C, teacher_rows_.data() + i * C);
+  gather_rows(teacher_rows_.data(), teacher_.final_hidden(), rows, count, C);
   linear_forward(teacher_chunk_.data(), teacher_rows_.data(), teacher_.weights().lm_head,
                  static_cast<const T*>(nullptr), count, C, t.vocab_size);
 }
@@ -152,7 +151,6 @@ LossTerms DistillObjective<T>::run(const int32_t* inputs, const int32_t* targets
                                    double token_scale, double sequence_scale, bool backward) {
   const ModelConfig &s = student_.config(), &t = teacher_.config();
   const int64_t B = student_.batch(), Tn = student_.seq_len(), N = B * Tn;
-  targets_.assign(targets, targets + N);
   LossTerms terms;
   terms.sequences = B;
   const LossSum ce = student_.forward(inputs, targets);
@@ -212,11 +210,7 @@ double DistillObjective<T>::teacher_loss(const int32_t* inputs, const int32_t* t
   teacher_.forward(inputs, nullptr);
   std::vector<int64_t> rows;  // the positions with a target: only they have a loss
   std::vector<int32_t> row_targets;
-  for (int64_t n = 0; n < N; ++n)
-    if (targets[n] >= 0) {
-      rows.push_back(n);
-      row_targets.push_back(targets[n]);
-    }
+  rows_with_targets(targets, N, rows, row_targets);
   const auto M = static_cast<int64_t>(rows.size());
   double sum = 0;
   for (int64_t r0 = 0; r0 < M; r0 += chunk) {

@@ -324,4 +324,15 @@ void residual_forward(T* out, const T* a, const T* b, int64_t n) {
 RETORT_INSTANTIATE_LAYERS(float)
 RETORT_INSTANTIATE_LAYERS(double)
 
+void rows_with_targets(const int32_t* targets, int64_t N, std::vector<int64_t>& rows,
+                       std::vector<int32_t>& row_targets) {
+  rows.clear();
+  row_targets.clear();
+  for (int64_t n = 0; n < N; ++n)
+    if (targets[n] >= 0) {
+      rows.push_back(n);
+      row_targets.push_back(targets[n]);
+    }
+}
+
 }  // namespace retort::train

@@ -11,7 +11,9 @@
 // Instantiated for float (training) and double (the finite-difference tests). These are the
 // backward ops of DESIGN's kernel list, kept here as standalone functions until the Backend
 // interface grows training ops.
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace retort::train {
 
@@ -112,5 +114,16 @@ int64_t cross_entropy_forward(T* losses,  // [N]
 template <typename T>
 void cross_entropy_backward(T* dlogits,  // [N, V] =
                             const T* logits, const int32_t* targets, int64_t N, int64_t V, double scale);
+
+// The positions n < N with targets[n] ≥ 0 and their targets: the rows a loss reads (the LM head
+// runs on those only).
+void rows_with_targets(const int32_t* targets, int64_t N, std::vector<int64_t>& rows,
+                       std::vector<int32_t>& row_targets);
+
+// dst[i] = src[rows[i]] for `count` rows of C values.
+template <typename T>
+void gather_rows(T* dst, const T* src, const int64_t* rows, int64_t count, int64_t C) {
+  for (int64_t i = 0; i < count; ++i) std::copy_n(src + rows[i] * C, C, dst + i * C);
+}
 
 }  // namespace retort::train

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <type_traits>
 
 #include "model/transformer.h"
@@ -142,9 +143,7 @@ LossSum TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets) {
   if (!options_.lm_head) return {};
   select_head_rows(targets != nullptr);
   const auto M = static_cast<int64_t>(head_rows_.size());
-  if (M < N)
-    for (int64_t i = 0; i < M; ++i)
-      std::copy_n(final_norm_ + head_rows_[size_t(i)] * C, C, head_in_ + i * C);
+  if (M < N) gather_rows(head_in_, final_norm_, head_rows_.data(), M, C);
   LossSum loss;
   if (M == 0) return loss;
   // Sized by the rows that need logits, not N: with prompt-masked data that is a fraction of N × V.
@@ -158,13 +157,10 @@ LossSum TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets) {
 
 template <typename T>
 void TrainModel<T>::select_head_rows(bool with_targets) {
-  head_rows_.clear();
-  head_targets_.clear();
-  for (int64_t n = 0; n < N_; ++n)
-    if (!with_targets || targets_[size_t(n)] >= 0) {
-      head_rows_.push_back(n);
-      head_targets_.push_back(targets_[size_t(n)]);
-    }
+  if (with_targets) return rows_with_targets(targets_.data(), N_, head_rows_, head_targets_);
+  head_rows_.resize(size_t(N_));
+  std::iota(head_rows_.begin(), head_rows_.end(), int64_t(0));
+  head_targets_ = targets_;  // all −1: no targets were given
 }
 
 template <typename T>
