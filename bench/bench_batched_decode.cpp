@@ -3,7 +3,7 @@
 // and the aggregate decode tokens/s relative to a single sequence. The weights are read once per
 // step whatever the batch, so the ratio shows how far a step stays memory-bound.
 //
-//   bench_batched_decode MODEL [--threads N] [--batches 1,4,16,32] [--steps 8] [--context 64]
+//   bench_batched_decode MODEL [--threads N] [--batches 1,4,16,32] [--steps 8] [--context 64] [--kv-type f16|f32]
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -40,17 +40,19 @@ int main(int argc, char** argv) {
   int threads = 0, steps = 8;
   int64_t context = 64;  // positions already in each sequence when decoding starts
   std::vector<int> batches{1, 4, 16, 32};
+  DType kv_type = DType::F16;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batches")) batches = parse_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--context")) context = std::atoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--kv-type")) kv_type = std::strcmp(argv[i + 1], "f32") ? DType::F16 : DType::F32;
   }
   set_thread_count(threads);
   CpuBackend backend;
   auto model = load_model(path, backend);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  KvCache cache(model->config, (context + steps + 16) * max_batch + 64);
+  KvCache cache(model->config, (context + steps + 16) * max_batch + 64, 16, kv_type);
   std::printf("%s, %d threads, %lld positions of context per sequence\n", path.c_str(), thread_pool().size(),
               static_cast<long long>(context));
   std::printf("batch | ms per step | tok/s aggregate | x single\n");
@@ -81,6 +83,7 @@ int main(int argc, char** argv) {
     const double rate = batch / seconds;
     if (batch == 1) single = rate;
     std::printf("%5d | %11.1f | %15.1f | %8.2f\n", batch, seconds * 1e3, rate, single > 0 ? rate / single : 0.0);
+    std::printf("RESULT batch=%d step_ms=%.3f aggregate_tps=%.3f\n", batch, seconds * 1e3, rate);
     for (auto& sequence : sequences) cache.release(sequence);
   }
   return 0;

@@ -33,8 +33,8 @@ void fill_random(KvCache& cache, int64_t layers, uint32_t seed) {
     const KvCacheLayout layout = cache.layer(l);
     const int64_t floats = cache.total_blocks() * layout.block_size * layout.kv_dim;
     for (int64_t i = 0; i < floats; ++i) {
-      layout.keys[i] = value(rng);
-      layout.values[i] = value(rng);
+      static_cast<float*>(layout.keys)[i] = value(rng);
+      static_cast<float*>(layout.values)[i] = value(rng);
     }
   }
 }
@@ -44,8 +44,10 @@ std::vector<float> snapshot(KvCache& cache, int64_t layers) {
   for (int64_t l = 0; l < layers; ++l) {
     const KvCacheLayout layout = cache.layer(l);
     const int64_t floats = cache.total_blocks() * layout.block_size * layout.kv_dim;
-    all.insert(all.end(), layout.keys, layout.keys + floats);
-    all.insert(all.end(), layout.values, layout.values + floats);
+    const auto* keys = static_cast<const float*>(layout.keys);
+    const auto* values = static_cast<const float*>(layout.values);
+    all.insert(all.end(), keys, keys + floats);
+    all.insert(all.end(), values, values + floats);
   }
   return all;
 }

@@ -140,6 +140,7 @@ void run_chat(const ChatOptions& options) {
 void add_chat_command(CLI::App& app) {
   auto options = std::make_shared<ChatOptions>();
   auto* command = app.add_subcommand("chat", "Interactive multi-turn chat with a model");
+  options->model.kv_type = "f16";  // llama.cpp's default too; --kv-type f32 for exact
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
   add_chat_display_options(*command, options->chat);

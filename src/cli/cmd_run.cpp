@@ -52,6 +52,7 @@ void run_prompt(const RunOptions& options) {
 void add_run_command(CLI::App& app) {
   auto options = std::make_shared<RunOptions>();
   auto* command = app.add_subcommand("run", "Generate a reply to one prompt, streamed to stdout");
+  options->model.kv_type = "f16";  // llama.cpp's default too; --kv-type f32 for exact
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
   add_chat_display_options(*command, options->chat);

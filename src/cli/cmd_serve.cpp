@@ -82,7 +82,7 @@ ServingEngine load_engine(ServeOptions& options) {
   require(kv_tokens >= context, ErrorKind::InvalidInput,
           "--kv-tokens ({}) must hold at least one full context (--ctx {})", kv_tokens, context);
   session.cache.reset();
-  session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens);
+  session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens, 16, kv_cache_dtype(options.model.kv_type));
   options.scheduler.context = std::min(context, session.model->config.max_positions);
   engine.scheduler = std::make_unique<Scheduler>(session.transformer(), *session.cache, session.require_tokenizer(),
                                                  options.scheduler);
@@ -172,6 +172,7 @@ void add_serve_command(CLI::App& app) {
   auto options = std::make_shared<ServeOptions>();
   auto* command = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching");
   ServeOptions& o = *options;
+  o.model.kv_type = "f16";  // llama.cpp's default too; --kv-type f32 for exact
   add_model_options(*command, o.model);
   command->get_option("MODEL")->required(false);  // may come from --config
   command->add_option("--config", o.config_path, "Read flags from a YAML file (keys are flag names; flags given here win)");

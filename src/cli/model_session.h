@@ -18,7 +18,13 @@ struct ModelOptions {
   int threads = 0;         // 0: all hardware threads
   int64_t context = 4096;  // KV cache positions (capped by the model's max positions)
   bool mmap = false;       // view the weights in the page cache instead of loading them
+  // The KV cache's element type: f32 by default where results are compared against other engines
+  // (logits, eval); run, chat and serve set f16 before adding the flag.
+  std::string kv_type = "f32";
 };
+
+// The KV cache type a --kv-type value names (f32 or f16), or a clear error.
+DType kv_cache_dtype(const std::string& name);
 
 void add_model_options(CLI::App& command, ModelOptions& options);
 

@@ -35,11 +35,14 @@ struct AttentionQuery {
 // ("rotate half"); llama.cpp's llama files permute the q/k rows so that pairs are adjacent (2i, 2i+1).
 enum class RopeLayout { RotateHalf, Interleaved };
 
+// One layer's keys and values, [blocks × block_size × kv_dim] each, stored as F32 or F16 (the
+// default of run/chat/serve: half the bytes that a long reasoning context streams every step).
 struct KvCacheLayout {
-  float* keys = nullptr;    // [blocks × block_size × kv_dim] for one layer
-  float* values = nullptr;  // same shape
+  void* keys = nullptr;
+  void* values = nullptr;
   int64_t block_size = 0;
   int64_t kv_dim = 0;
+  DType dtype = DType::F32;
 };
 
 struct AttentionShape {
@@ -49,6 +52,12 @@ struct AttentionShape {
   float scale = 1.0f;
 };
 
+// One product of a group that shares its input: out [tokens × w.rows] = in · Wᵀ.
+struct MatmulTarget {
+  float* out = nullptr;
+  WeightMatrix w;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -56,6 +65,11 @@ class Backend {
 
   // out [tokens × w.rows] = in [tokens × w.cols] · Wᵀ
   virtual void matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) = 0;
+  // Every target's product with the same input [tokens × cols] (q/k/v, gate/up). A backend can
+  // share work across them: the CPU quantizes the activations once and runs one parallel loop.
+  virtual void matmuls(const float* in, int64_t tokens, std::span<const MatmulTarget> targets) {
+    for (const MatmulTarget& target : targets) matmul(target.out, in, target.w, tokens);
+  }
   // out[t] = x[t] / rms(x[t]) * weight, per row of [tokens × dim]; out may alias x
   virtual void rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim,
                        float eps) = 0;

@@ -6,22 +6,25 @@
 
 namespace retort {
 
-KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size)
-    : num_layers_(config.num_layers), kv_dim_(config.kv_dim()), block_size_(block_size) {
+KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size, DType dtype)
+    : num_layers_(config.num_layers), kv_dim_(config.kv_dim()), block_size_(block_size), dtype_(dtype),
+      element_bytes_(dtype_size(dtype)) {
   require(capacity_tokens > 0 && block_size > 0, ErrorKind::InvalidInput,
           "KV cache needs a positive capacity (got {} tokens, block size {})", capacity_tokens, block_size);
+  require(dtype == DType::F32 || dtype == DType::F16, ErrorKind::InvalidInput,
+          "the KV cache type must be f32 or f16, not {}", dtype_name(dtype));
   total_blocks_ = (capacity_tokens + block_size - 1) / block_size;
-  const size_t floats = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_ * kv_dim_);
-  keys_.assign(floats, 0.0f);
-  values_.assign(floats, 0.0f);
+  const size_t bytes = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_ * kv_dim_) * element_bytes_;
+  keys_.assign(bytes, 0);
+  values_.assign(bytes, 0);
   free_list_.reserve(static_cast<size_t>(total_blocks_));
   // Handed out from the back, so lower block ids go first.
   for (int64_t block = total_blocks_ - 1; block >= 0; --block) free_list_.push_back(static_cast<int32_t>(block));
 }
 
 KvCacheLayout KvCache::layer(int64_t layer) {
-  const size_t offset = static_cast<size_t>(layer * total_blocks_ * block_size_ * kv_dim_);
-  return KvCacheLayout{keys_.data() + offset, values_.data() + offset, block_size_, kv_dim_};
+  const size_t offset = static_cast<size_t>(layer * total_blocks_ * block_size_ * kv_dim_) * element_bytes_;
+  return KvCacheLayout{keys_.data() + offset, values_.data() + offset, block_size_, kv_dim_, dtype_};
 }
 
 int64_t KvCache::blocks_needed(const KvSequence& sequence, int64_t new_length) const {
@@ -50,16 +53,16 @@ void KvCache::copy_prefix(const KvSequence& from, KvSequence& to, int64_t positi
           "cannot copy {} positions of a sequence that holds {}", positions, from.length);
   require(blocks_needed(to, positions) == 0, ErrorKind::Internal,
           "KV cache space for the {} copied positions was not reserved", positions);
-  const auto block_floats = static_cast<size_t>(block_size_ * kv_dim_);
+  const auto block_bytes = static_cast<size_t>(block_size_ * kv_dim_) * element_bytes_;
   for (int64_t layer = 0; layer < num_layers_; ++layer) {
-    const size_t layer_offset = static_cast<size_t>(layer * total_blocks_) * block_floats;
+    const size_t layer_offset = static_cast<size_t>(layer * total_blocks_) * block_bytes;
     for (int64_t start = 0; start < positions; start += block_size_) {
       const auto b = static_cast<size_t>(start / block_size_);
-      const size_t source = layer_offset + static_cast<size_t>(from.blocks[b]) * block_floats;
-      const size_t target = layer_offset + static_cast<size_t>(to.blocks[b]) * block_floats;
-      const auto floats = static_cast<size_t>(std::min(block_size_, positions - start) * kv_dim_);
-      std::copy_n(keys_.data() + source, floats, keys_.data() + target);
-      std::copy_n(values_.data() + source, floats, values_.data() + target);
+      const size_t source = layer_offset + static_cast<size_t>(from.blocks[b]) * block_bytes;
+      const size_t target = layer_offset + static_cast<size_t>(to.blocks[b]) * block_bytes;
+      const auto bytes = static_cast<size_t>(std::min(block_size_, positions - start) * kv_dim_) * element_bytes_;
+      std::copy_n(keys_.data() + source, bytes, keys_.data() + target);
+      std::copy_n(values_.data() + source, bytes, values_.data() + target);
     }
   }
   to.length = positions;

@@ -18,14 +18,17 @@ struct KvSequence {
 
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size = 16);
+  // dtype: F32 (exact; what the golden fixtures were made with) or F16 (half the memory and half
+  // the bytes each decode step streams, llama.cpp's default too).
+  KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size = 16, DType dtype = DType::F32);
 
   KvCacheLayout layer(int64_t layer);
   int64_t block_size() const { return block_size_; }
   int64_t total_blocks() const { return total_blocks_; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_list_.size()); }
   int64_t capacity_tokens() const { return total_blocks_ * block_size_; }
-  size_t bytes() const { return keys_.size() * sizeof(float) * 2; }
+  DType dtype() const { return dtype_; }
+  size_t bytes() const { return keys_.size() * 2; }
   int64_t blocks_needed(const KvSequence& sequence, int64_t new_length) const;
 
   // Grows the sequence's blocks to hold new_length positions; false (and no change) if the pool
@@ -45,8 +48,10 @@ class KvCache {
   int64_t kv_dim_;
   int64_t block_size_;
   int64_t total_blocks_;
-  std::vector<float> keys_;    // [layers × blocks × block_size × kv_dim]
-  std::vector<float> values_;  // same
+  DType dtype_;
+  size_t element_bytes_;
+  std::vector<uint8_t> keys_;    // [layers × blocks × block_size × kv_dim] elements of dtype_
+  std::vector<uint8_t> values_;  // same
   std::vector<int32_t> free_list_;
 };
 

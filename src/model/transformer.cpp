@@ -120,9 +120,8 @@ void Transformer::attention_block(int64_t layer, Scratch& s, KvCache& cache) {
   const int64_t T = s.tokens;
   const auto eps = static_cast<float>(config_.rms_norm_eps);
   backend_.rmsnorm(s.normed.data(), s.x.data(), w.attn_norm.data(), T, config_.hidden_size, eps);
-  backend_.matmul(s.q.data(), s.normed.data(), w.wq, T);
-  backend_.matmul(s.k.data(), s.normed.data(), w.wk, T);
-  backend_.matmul(s.v.data(), s.normed.data(), w.wv, T);
+  const MatmulTarget qkv[] = {{s.q.data(), w.wq}, {s.k.data(), w.wk}, {s.v.data(), w.wv}};
+  backend_.matmuls(s.normed.data(), T, qkv);
   if (!w.bq.empty()) {
     backend_.add_bias(s.q.data(), w.bq.data(), T, config_.q_dim());
     backend_.add_bias(s.k.data(), w.bk.data(), T, config_.kv_dim());
@@ -146,8 +145,8 @@ void Transformer::mlp_block(int64_t layer, Scratch& s) {
   const int64_t T = s.tokens;
   backend_.rmsnorm(s.normed.data(), s.x.data(), w.mlp_norm.data(), T, config_.hidden_size,
                    static_cast<float>(config_.rms_norm_eps));
-  backend_.matmul(s.gate.data(), s.normed.data(), w.w_gate, T);
-  backend_.matmul(s.up.data(), s.normed.data(), w.w_up, T);
+  const MatmulTarget gate_up[] = {{s.gate.data(), w.w_gate}, {s.up.data(), w.w_up}};
+  backend_.matmuls(s.normed.data(), T, gate_up);
   backend_.silu_mul(s.gate.data(), s.gate.data(), s.up.data(), T * config_.intermediate_size);
   backend_.matmul(s.proj.data(), s.gate.data(), w.w_down, T);
   backend_.add(s.x.data(), s.proj.data(), T * config_.hidden_size);

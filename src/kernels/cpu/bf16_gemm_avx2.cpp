@@ -35,9 +35,12 @@ void avx2_tile(int64_t k_pairs, const uint16_t* a, const uint16_t* b, float* c, 
 }  // namespace
 
 const Bf16GemmKernel* avx2_bf16_gemm_kernel() {
-  static const Bf16GemmKernel kernel{"avx2", avx2_tile};
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx2 && cpu.fma) ? &kernel : nullptr;
+  if (!(cpu.avx2 && cpu.fma)) return nullptr;
+  static const Bf16GemmKernel kernel{"avx2", avx2_tile};
+  return &kernel;
 }
 
 }  // namespace retort::cpu

@@ -40,9 +40,12 @@ void avx512bf16_tile(int64_t k_pairs, const uint16_t* a, const uint16_t* b, floa
 }  // namespace
 
 const Bf16GemmKernel* avx512bf16_gemm_kernel() {
-  static const Bf16GemmKernel kernel{"avx512bf16", avx512bf16_tile};
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx512_bf16 && cpu.avx512f && cpu.avx512bw && cpu.avx512vl) ? &kernel : nullptr;
+  if (!(cpu.avx512_bf16 && cpu.avx512f && cpu.avx512bw && cpu.avx512vl)) return nullptr;
+  static const Bf16GemmKernel kernel{"avx512bf16", avx512bf16_tile};
+  return &kernel;
 }
 
 }  // namespace retort::cpu

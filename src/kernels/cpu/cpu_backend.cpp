@@ -76,48 +76,75 @@ std::string CpuBackend::name() const {
 }
 
 void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
-  if (cpu::QuantMatmulFn integer = integer_kernel_for(integer_kernels_, w.dtype)) {
-    matmul_integer(integer, out, in, w, tokens);
-    return;
-  }
-  cpu::MatmulTileFn tile = tile_for(kernels_, w.dtype);
-  if (tile == nullptr) {
-    matmul_quantized(out, in, w, tokens);
-    return;
-  }
-  thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
-    tile(out, w.rows, in, w.cols, w.data, w.cols, static_cast<int64_t>(begin), static_cast<int64_t>(end),
-         tokens);
-  });
+  const MatmulTarget target{out, w};
+  matmuls(in, tokens, {&target, 1});
 }
 
-// Block-quantized weights with an integer kernel: the activations are quantized to
-// 8-bit blocks once, here, and every thread dots its rows against them.
-void CpuBackend::matmul_integer(cpu::QuantMatmulFn kernel, float* out, const float* in, const WeightMatrix& w,
-                                int64_t tokens) {
+// Each target's rows are cut into pieces of about 64 KiB of weights, and all pieces of all targets
+// run in one parallel loop. Block-quantized weights with an integer kernel read activations
+// quantized to 8-bit blocks once, here, for every target (q/k/v or gate/up share them).
+void CpuBackend::matmuls(const float* in, int64_t tokens, std::span<const MatmulTarget> targets) {
+  struct Piece {
+    const MatmulTarget* target;
+    cpu::QuantMatmulFn integer;  // else the float tile, else dequantize-and-dot
+    cpu::MatmulTileFn tile;
+    int64_t begin, end;
+  };
+  thread_local std::vector<Piece> pieces;
   thread_local cpu::QuantizedActivations quantized;
+  pieces.clear();
+  bool needs_quantized = false;
+  for (const MatmulTarget& target : targets) {
+    require(target.w.cols == targets[0].w.cols, ErrorKind::Internal, "matmuls of one input need equal column counts");
+    cpu::QuantMatmulFn integer = integer_kernel_for(integer_kernels_, target.w.dtype);
+    cpu::MatmulTileFn tile = integer ? nullptr : tile_for(kernels_, target.w.dtype);
+    needs_quantized |= integer != nullptr;
+    const auto grain = static_cast<int64_t>(row_grain(target.w));
+    for (int64_t begin = 0; begin < target.w.rows; begin += grain)
+      pieces.push_back({&target, integer, tile, begin, std::min(target.w.rows, begin + grain)});
+  }
+  if (needs_quantized) quantize_for_integer_kernels(in, tokens, targets[0].w.cols, quantized);
   // A plain reference for the workers: inside the lambda the thread_local's name would mean each
   // worker's own (empty) instance.
   const cpu::QuantizedActivations& activations = quantized;
-  cpu::quantize_activations(in, tokens, w.cols, quantized);
-  thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
-    kernel(out, w.rows, activations, w.data, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+  const std::vector<Piece>& work = pieces;
+  thread_pool().parallel_for(work.size(), 1, [&](size_t first, size_t last) {
+    for (size_t i = first; i < last; ++i) {
+      const Piece& p = work[i];
+      const WeightMatrix& w = p.target->w;
+      if (p.integer != nullptr) {
+        p.integer(p.target->out, w.rows, activations, w.data, p.begin, p.end);
+      } else if (p.tile != nullptr) {
+        p.tile(p.target->out, w.rows, in, w.cols, w.data, w.cols, p.begin, p.end, tokens);
+      } else {
+        dequantize_and_dot(p.target->out, in, w, tokens, p.begin, p.end);
+      }
+    }
   });
 }
 
-// Block-quantized weights without an integer kernel (the scalar set): each row is dequantized once into a small buffer and
-// dotted with every token's activations.
-void CpuBackend::matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
+void CpuBackend::quantize_for_integer_kernels(const float* in, int64_t tokens, int64_t cols,
+                                              cpu::QuantizedActivations& out) {
+  cpu::size_activations(tokens, cols, out);
+  const cpu::QuantizeRowsFn quantize = integer_kernels_->quantize_rows;
+  thread_pool().parallel_for(static_cast<size_t>(tokens), 4, [&](size_t begin, size_t end) {
+    quantize(in, static_cast<int64_t>(begin), static_cast<int64_t>(end), out);
+  });
+}
+
+// Block-quantized weights without an integer kernel (the scalar set): each row is dequantized once
+// into a small buffer and dotted with every token's activations.
+void CpuBackend::dequantize_and_dot(float* out, const float* in, const WeightMatrix& w, int64_t tokens,
+                                    int64_t row_begin, int64_t row_end) {
   const size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
   const BlockType type = block_type_of(w.dtype);
-  thread_pool().parallel_for(static_cast<size_t>(w.rows), row_grain(w), [&](size_t begin, size_t end) {
-    thread_local std::vector<float> row_values;
-    row_values.resize(static_cast<size_t>(w.cols));
-    for (size_t r = begin; r < end; ++r) {
-      dequantize_rows(type, static_cast<const uint8_t*>(w.data) + r * row_bytes, row_values.data(), 1, w.cols);
-      for (int64_t t = 0; t < tokens; ++t) out[t * w.rows + static_cast<int64_t>(r)] = kernels_.dot(row_values.data(), in + t * w.cols, w.cols);
-    }
-  });
+  thread_local std::vector<float> row_values;
+  row_values.resize(static_cast<size_t>(w.cols));
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    dequantize_rows(type, static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * row_bytes,
+                    row_values.data(), 1, w.cols);
+    for (int64_t t = 0; t < tokens; ++t) out[t * w.rows + r] = kernels_.dot(row_values.data(), in + t * w.cols, w.cols);
+  }
 }
 
 void CpuBackend::rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim,
@@ -165,10 +192,19 @@ void CpuBackend::silu_mul(float* out, const float* gate, const float* up, int64_
 
 void CpuBackend::kv_write(const KvCacheLayout& cache, const float* keys, const float* values,
                           const int64_t* slots, int64_t tokens) {
-  const size_t row_bytes = static_cast<size_t>(cache.kv_dim) * sizeof(float);
+  require(cache.dtype == DType::F32 || cache.dtype == DType::F16, ErrorKind::Unsupported,
+          "the KV cache holds {} values; kv_write writes f32 or f16", dtype_name(cache.dtype));
+  const size_t row_bytes = static_cast<size_t>(cache.kv_dim) * dtype_size(cache.dtype);
   for (int64_t t = 0; t < tokens; ++t) {
-    std::memcpy(cache.keys + slots[t] * cache.kv_dim, keys + t * cache.kv_dim, row_bytes);
-    std::memcpy(cache.values + slots[t] * cache.kv_dim, values + t * cache.kv_dim, row_bytes);
+    auto* key_row = static_cast<uint8_t*>(cache.keys) + static_cast<size_t>(slots[t]) * row_bytes;
+    auto* value_row = static_cast<uint8_t*>(cache.values) + static_cast<size_t>(slots[t]) * row_bytes;
+    if (cache.dtype == DType::F16) {
+      kernels_.f32_to_f16(key_row, keys + t * cache.kv_dim, cache.kv_dim);
+      kernels_.f32_to_f16(value_row, values + t * cache.kv_dim, cache.kv_dim);
+    } else {
+      std::memcpy(key_row, keys + t * cache.kv_dim, row_bytes);
+      std::memcpy(value_row, values + t * cache.kv_dim, row_bytes);
+    }
   }
 }
 

@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
   std::string name() const override;
 
   void matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) override;
+  void matmuls(const float* in, int64_t tokens, std::span<const MatmulTarget> targets) override;
   void rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim, float eps) override;
   void rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
             int64_t head_dim, RopeLayout layout) override;
@@ -28,9 +29,9 @@ class CpuBackend final : public Backend {
 
 
  private:
-  void matmul_quantized(float* out, const float* in, const WeightMatrix& w, int64_t tokens);
-  void matmul_integer(cpu::QuantMatmulFn kernel, float* out, const float* in, const WeightMatrix& w,
-                      int64_t tokens);
+  void quantize_for_integer_kernels(const float* in, int64_t tokens, int64_t cols, cpu::QuantizedActivations& out);
+  void dequantize_and_dot(float* out, const float* in, const WeightMatrix& w, int64_t tokens, int64_t row_begin,
+                          int64_t row_end);
   const cpu::IsaKernels& kernels_;
   const cpu::IntegerDotKernels* integer_kernels_;  // nullptr: quantized weights go through f32
 };

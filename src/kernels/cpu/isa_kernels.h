@@ -17,6 +17,14 @@ using DotFn = float (*)(const float* a, const float* b, int64_t n);
 using AxpyFn = void (*)(float* y, float a, const float* x, int64_t n);  // y += a·x
 using ScaleFn = void (*)(float* y, float a, int64_t n);                 // y *= a
 using ToF32Fn = void (*)(float* out, const void* in, int64_t n);        // storage type → f32
+using FromF32Fn = void (*)(void* out, const float* in, int64_t n);      // f32 → storage type
+// One block of n cached positions of one KV head, rows `stride` elements apart (f32 or f16):
+// scores[g · score_stride + p] = scale · q_g · K_p for the `group` query heads q_g = q + g·head_dim.
+using AttentionScoresFn = void (*)(float* scores, int64_t score_stride, const float* q, int64_t group,
+                                   const void* keys, int64_t stride, int64_t n, int64_t head_dim, float scale);
+// out_g += Σ_p probs[g · prob_stride + p] · V_p, out_g = out + g·head_dim.
+using AttentionValuesFn = void (*)(float* out, const float* probs, int64_t prob_stride, int64_t group,
+                                   const void* values, int64_t stride, int64_t n, int64_t head_dim);
 
 struct IsaKernels {
   const char* name;
@@ -29,6 +37,11 @@ struct IsaKernels {
   ScaleFn scale;
   ToF32Fn f16_to_f32;
   ToF32Fn bf16_to_f32;
+  FromF32Fn f32_to_f16;  // round to nearest even, as F16C does
+  AttentionScoresFn attention_scores_f32;
+  AttentionScoresFn attention_scores_f16;
+  AttentionValuesFn attention_values_f32;
+  AttentionValuesFn attention_values_f16;
 };
 
 // out[t * out_stride + r] = Σ_k a[t, k] · W[r, k] for rows [row_begin, row_end) and all of the
@@ -40,6 +53,7 @@ using QuantMatmulFn = void (*)(float* out, int64_t out_stride, const QuantizedAc
 // VNNI is an extension some AVX-512 CPUs lack (and AVX2-only CPUs have the maddubs form).
 struct IntegerDotKernels {
   const char* name;
+  QuantizeRowsFn quantize_rows;  // the activations' quantizer these kernels are fed by
   QuantMatmulFn matmul_q8_0;
   QuantMatmulFn matmul_q4_0;
   QuantMatmulFn matmul_q4_k;

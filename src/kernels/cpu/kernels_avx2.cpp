@@ -25,6 +25,9 @@ struct Avx2 {
   static reg load_f16(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
+  static void store_f16(uint16_t* p, reg v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
   static reg load_q8(const int8_t* p, float scale) {
     __m256i widened = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     return _mm256_mul_ps(_mm256_cvtepi32_ps(widened), _mm256_set1_ps(scale));
@@ -57,15 +60,21 @@ struct Avx2IntegerDot {
 }  // namespace
 
 const IsaKernels* avx2_kernels() {
-  static const IsaKernels kernels = make_kernels<Avx2>("avx2");
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx2 && cpu.fma && cpu.f16c) ? &kernels : nullptr;
+  if (!(cpu.avx2 && cpu.fma && cpu.f16c)) return nullptr;
+  static const IsaKernels kernels = make_kernels<Avx2>("avx2");
+  return &kernels;
 }
 
 const IntegerDotKernels* avx2_integer_kernels() {
-  static const IntegerDotKernels kernels = make_integer_kernels<Avx2IntegerDot>("avx2");
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx2 && cpu.fma && cpu.f16c) ? &kernels : nullptr;
+  if (!(cpu.avx2 && cpu.fma && cpu.f16c)) return nullptr;
+  static const IntegerDotKernels kernels = make_integer_kernels<Avx2IntegerDot>("avx2");
+  return &kernels;
 }
 
 }  // namespace retort::cpu

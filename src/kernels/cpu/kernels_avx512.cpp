@@ -25,6 +25,9 @@ struct Avx512 {
   static reg load_f16(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
+  static void store_f16(uint16_t* p, reg v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
   static reg load_q8(const int8_t* p, float scale) {
     __m512i widened = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm512_mul_ps(_mm512_cvtepi32_ps(widened), _mm512_set1_ps(scale));
@@ -41,9 +44,12 @@ struct Avx512 {
 }  // namespace
 
 const IsaKernels* avx512_kernels() {
-  static const IsaKernels kernels = make_kernels<Avx512>("avx512");
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq && cpu.fma) ? &kernels : nullptr;
+  if (!(cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq && cpu.fma)) return nullptr;
+  static const IsaKernels kernels = make_kernels<Avx512>("avx512");
+  return &kernels;
 }
 
 }  // namespace retort::cpu

@@ -75,11 +75,53 @@ void bf16_rows(float* out, const void* in, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(src[i]);
 }
 
+void f32_to_f16_rows(void* out, const float* in, int64_t n) {
+  auto* dst = static_cast<uint16_t*>(out);
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(in[i]);
+}
+
+inline float kv_value(const float* row, int64_t d) { return row[d]; }
+inline float kv_value(const uint16_t* row, int64_t d) { return f16_to_f32(row[d]); }
+
+template <typename E>
+void attention_scores(float* scores, int64_t score_stride, const float* q, int64_t group, const void* key_rows,
+                      int64_t stride, int64_t n, int64_t head_dim, float scale) {
+  const E* keys = static_cast<const E*>(key_rows);
+  for (int64_t g = 0; g < group; ++g)
+    for (int64_t p = 0; p < n; ++p) {
+      float sum = 0.0f;
+      for (int64_t d = 0; d < head_dim; ++d) sum += q[g * head_dim + d] * kv_value(keys + p * stride, d);
+      scores[g * score_stride + p] = sum * scale;
+    }
+}
+
+template <typename E>
+void attention_values(float* out, const float* probs, int64_t prob_stride, int64_t group, const void* value_rows,
+                      int64_t stride, int64_t n, int64_t head_dim) {
+  const E* values = static_cast<const E*>(value_rows);
+  for (int64_t g = 0; g < group; ++g)
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t d = 0; d < head_dim; ++d) out[g * head_dim + d] += probs[g * prob_stride + p] * kv_value(values + p * stride, d);
+}
+
 }  // namespace
 
 const IsaKernels& scalar_kernels() {
-  static const IsaKernels kernels{"scalar", matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, dot, axpy, scale,
-                                  f16_rows, bf16_rows};
+  static const IsaKernels kernels{"scalar",
+                                  matmul_f32,
+                                  matmul_f16,
+                                  matmul_bf16,
+                                  matmul_q8_0,
+                                  dot,
+                                  axpy,
+                                  scale,
+                                  f16_rows,
+                                  bf16_rows,
+                                  f32_to_f16_rows,
+                                  attention_scores<float>,
+                                  attention_scores<uint16_t>,
+                                  attention_values<float>,
+                                  attention_values<uint16_t>};
   return kernels;
 }
 

@@ -21,9 +21,12 @@ struct VnniIntegerDot {
 }  // namespace
 
 const IntegerDotKernels* vnni_integer_kernels() {
-  static const IntegerDotKernels kernels = make_integer_kernels<VnniIntegerDot>("vnni");
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx512_vnni && cpu.avx512vl && cpu.avx512bw && cpu.avx512f && cpu.f16c) ? &kernels : nullptr;
+  if (!(cpu.avx512_vnni && cpu.avx512vl && cpu.avx512bw && cpu.avx512f && cpu.f16c)) return nullptr;
+  static const IntegerDotKernels kernels = make_integer_kernels<VnniIntegerDot>("vnni");
+  return &kernels;
 }
 
 }  // namespace retort::cpu

@@ -7,7 +7,7 @@
 
 namespace retort::cpu {
 
-void quantize_activations(const float* in, int64_t tokens, int64_t cols, QuantizedActivations& out) {
+void size_activations(int64_t tokens, int64_t cols, QuantizedActivations& out) {
   require(cols % kActivationBlock == 0, ErrorKind::Internal, "activation rows of {} values are not whole blocks of {}",
           cols, kActivationBlock);
   out.tokens = tokens;
@@ -16,7 +16,11 @@ void quantize_activations(const float* in, int64_t tokens, int64_t cols, Quantiz
   out.quants.resize(static_cast<size_t>(tokens * cols));
   out.scales.resize(static_cast<size_t>(blocks));
   out.sums.resize(static_cast<size_t>(blocks));
-  for (int64_t b = 0; b < blocks; ++b) {
+}
+
+void quantize_activation_rows(const float* in, int64_t row_begin, int64_t row_end, QuantizedActivations& out) {
+  const int64_t per_row = out.blocks_per_row();
+  for (int64_t b = row_begin * per_row; b < row_end * per_row; ++b) {
     const float* x = in + b * kActivationBlock;
     int8_t* q = out.quants.data() + b * kActivationBlock;
     float amax = 0.0f;
@@ -25,12 +29,17 @@ void quantize_activations(const float* in, int64_t tokens, int64_t cols, Quantiz
     const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
     int32_t sum = 0;
     for (int64_t i = 0; i < kActivationBlock; ++i) {
-      q[i] = static_cast<int8_t>(std::lround(x[i] * inverse));
+      q[i] = static_cast<int8_t>(std::nearbyint(x[i] * inverse));
       sum += q[i];
     }
     out.scales[static_cast<size_t>(b)] = d;
     out.sums[static_cast<size_t>(b)] = sum;
   }
+}
+
+void quantize_activations(const float* in, int64_t tokens, int64_t cols, QuantizedActivations& out) {
+  size_activations(tokens, cols, out);
+  quantize_activation_rows(in, 0, tokens, out);
 }
 
 }  // namespace retort::cpu

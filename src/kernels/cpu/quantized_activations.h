@@ -23,9 +23,18 @@ struct QuantizedActivations {
   const int32_t* row_sums(int64_t t) const { return sums.data() + t * blocks_per_row(); }
 };
 
-// Symmetric round-to-nearest with d = max|x| / 127 per block (as ggml's Q8_0 reference), so every
-// q lies in [−127, 127]: the AVX2 path multiplies |w|·q pairs into int16 without saturating.
-// `cols` must be a multiple of 32. Reuses `out`'s storage.
+// Sizes `out` for tokens × cols (reusing its storage); `cols` must be a multiple of 32.
+void size_activations(int64_t tokens, int64_t cols, QuantizedActivations& out);
+
+// Quantizes rows [row_begin, row_end) of `in` [tokens × out.cols] into `out`, already sized.
+// Symmetric, d = max|x| / 127 per block (as ggml's Q8_0 reference), q = x / d rounded to nearest,
+// ties to even (what the SIMD conversions do), so every q lies in [−127, 127]: the AVX2 path
+// multiplies |w|·q pairs into int16 without saturating. Each integer kernel set has a SIMD version
+// of this that gives the same bytes (IntegerDotKernels::quantize_rows).
+using QuantizeRowsFn = void (*)(const float* in, int64_t row_begin, int64_t row_end, QuantizedActivations& out);
+void quantize_activation_rows(const float* in, int64_t row_begin, int64_t row_end, QuantizedActivations& out);
+
+// size_activations, then every row with the portable loop.
 void quantize_activations(const float* in, int64_t tokens, int64_t cols, QuantizedActivations& out);
 
 }  // namespace retort::cpu

@@ -52,9 +52,12 @@ struct Avx2Softmax {
 }  // namespace
 
 const SoftmaxKernels* avx2_softmax_kernels() {
-  static const SoftmaxKernels kernels = make_softmax_kernels<Avx2Softmax>("avx2");
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx2 && cpu.fma) ? &kernels : nullptr;
+  if (!(cpu.avx2 && cpu.fma)) return nullptr;
+  static const SoftmaxKernels kernels = make_softmax_kernels<Avx2Softmax>("avx2");
+  return &kernels;
 }
 
 }  // namespace retort::cpu

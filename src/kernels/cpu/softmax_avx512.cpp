@@ -44,9 +44,12 @@ struct Avx512Softmax {
 }  // namespace
 
 const SoftmaxKernels* avx512_softmax_kernels() {
-  static const SoftmaxKernels kernels = make_softmax_kernels<Avx512Softmax>("avx512");
+  // The CPU check comes first: building the table in this unit may already use the
+  // instruction set's registers.
   const auto& cpu = cpu_features();
-  return (cpu.avx512f && cpu.avx512dq && cpu.fma) ? &kernels : nullptr;
+  if (!(cpu.avx512f && cpu.avx512dq && cpu.fma)) return nullptr;
+  static const SoftmaxKernels kernels = make_softmax_kernels<Avx512Softmax>("avx512");
+  return &kernels;
 }
 
 }  // namespace retort::cpu

@@ -33,23 +33,32 @@ double scalar_sum_exp_times_difference(const float* a, const float* b, int64_t n
   return total;
 }
 
+double scalar_exp_in_place(float* x, int64_t n, float shift) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += (x[i] = float(std::exp(double(x[i]) - double(shift))));
+  return total;
+}
+
 }  // namespace
 
 const SoftmaxKernels& scalar_softmax_kernels() {
-  static const SoftmaxKernels kernels{"scalar",         scalar_row_max, scalar_sum_exp, scalar_exp_scaled,
-                                      scalar_exp_accumulate, scalar_sum_exp_times_difference};
+  static const SoftmaxKernels kernels{"scalar",          scalar_row_max,         scalar_sum_exp,
+                                      scalar_exp_scaled, scalar_exp_accumulate, scalar_sum_exp_times_difference,
+                                      scalar_exp_in_place};
   return kernels;
 }
 
+const SoftmaxKernels& softmax_kernels_for(const IsaKernels& kernels) {
+  const std::string_view isa = kernels.name;
+  if (isa == "avx512")
+    if (const SoftmaxKernels* k = avx512_softmax_kernels()) return *k;
+  if (isa != "scalar")
+    if (const SoftmaxKernels* k = avx2_softmax_kernels()) return *k;
+  return scalar_softmax_kernels();
+}
+
 const SoftmaxKernels& active_softmax_kernels() {
-  static const SoftmaxKernels& chosen = []() -> const SoftmaxKernels& {
-    const std::string_view isa = active_kernels().name;
-    if (isa == "avx512")
-      if (const SoftmaxKernels* k = avx512_softmax_kernels()) return *k;
-    if (isa != "scalar")
-      if (const SoftmaxKernels* k = avx2_softmax_kernels()) return *k;
-    return scalar_softmax_kernels();
-  }();
+  static const SoftmaxKernels& chosen = softmax_kernels_for(active_kernels());
   return chosen;
 }
 

@@ -20,11 +20,16 @@ struct SoftmaxKernels {
   void (*exp_accumulate)(float* out, const float* x, int64_t n, float shift, float in_scale, float out_scale);
   // Σ exp((a[i] − shift) · in_scale) · (a[i] − b[i]): the cross term of a KL divergence
   double (*sum_exp_times_difference)(const float* a, const float* b, int64_t n, float shift, float in_scale);
+  // x[i] = exp(x[i] − shift), returning Σ of the values written (attention's unnormalised weights)
+  double (*exp_in_place)(float* x, int64_t n, float shift);
 };
 
 const SoftmaxKernels& scalar_softmax_kernels();
 const SoftmaxKernels* avx2_softmax_kernels();    // nullptr when the CPU lacks AVX2+FMA
 const SoftmaxKernels* avx512_softmax_kernels();  // nullptr when the CPU lacks AVX-512 F/DQ
+struct IsaKernels;
+// The set of the same instruction set as `kernels`.
+const SoftmaxKernels& softmax_kernels_for(const IsaKernels& kernels);
 // The set matching active_kernels() (RETORT_ISA forces it the same way).
 const SoftmaxKernels& active_softmax_kernels();
 
