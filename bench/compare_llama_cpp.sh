@@ -1,89 +1,98 @@
 #!/usr/bin/env bash
 # retort beside llama.cpp on the same GGUF files, in one script:
-#  1. interop: each golden fixture checkpoint is converted by retort (f32, q8_0, q4_0), run greedily
-#     by llama.cpp's llama-simple and by `retort run --raw` (f32 continuations must be identical),
-#     and scored by llama-perplexity and `retort eval perplexity` on the same text;
-#  2. speed: the bench model shaped like DeepSeek-R1-Distill-Qwen-1.5B (random weights) is written
-#     by retort as bf16, q8_0, q4_0 and q4_k GGUF; llama-bench and retort's bench_inference measure
-#     prefill (-p tokens) and decode (-n tokens) at the same thread count; ratios retort ÷ llama.cpp.
+#  1. interop (INTEROP=1, the default): each golden fixture checkpoint is converted by retort (f32,
+#     q8_0, q4_0), run greedily by llama.cpp's llama-simple and by `retort run --raw` (f32
+#     continuations must be identical), and scored by llama-perplexity and `retort eval perplexity`;
+#  2. speed, per model shape (random weights from `retort init`: speed does not depend on the
+#     values), weight type and thread count, retort ÷ llama.cpp for
+#       prefill of $PROMPT tokens            llama-bench -p $PROMPT          bench_inference --prompt
+#       decode of $DECODE tokens, empty KV   llama-bench -n $DECODE          bench_inference --decode
+#       decode at depth $DEPTH               llama-bench -d $DEPTH -n 32, KV f16, flash attention off
+#                                            and on (retort: f16 KV, its only attention kernel)
+#       one decode step of 8 and 16 seqs     llama-batched-bench -npp 128 -ntg 32 -npl 8,16 (S_TG)
+#                                            bench_batched_decode --context 128 --batches 8,16
+#     plus retort's decode as a share of the bandwidth roofline (bytes of weights and KV read per
+#     token ÷ the bandwidth probe measured in the same process).
 #
-#   bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR] [THREADS] [MODEL]
+#   bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR]
+#   env: MODELS="DeepSeek-R1-Distill-Qwen-1.5B DeepSeek-R1-Distill-Llama-8B" THREADS="1 2"
+#        TYPES="bf16 q8_0 q4_0 q4_k" PROMPT=512 DECODE=64 DEPTH=4096 BATCHES=8,16 REPS=2 INTEROP=1
 #
-# llama.cpp is not part of retort: build it yourself beside the project (its llama-bench,
-# llama-simple and llama-perplexity targets) and pass the folder holding those binaries.
+# q4_k is llama-quantize's Q4_K_M recipe applied to the bf16 file (retort quantize when the binary
+# is absent). llama.cpp is not part of retort: build it yourself beside the project (llama-bench,
+# llama-batched-bench, llama-quantize, and llama-simple/llama-perplexity for the interop part) and
+# pass the folder holding those binaries. Run it on a quiet machine: both engines use every core
+# they are given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LLAMA=${1:?usage: bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR] [THREADS] [MODEL]}
+LLAMA=${1:?usage: bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR]}
 BUILD=${2:-build/release}
-THREADS=${3:-2}
-MODEL=${4:-DeepSeek-R1-Distill-Qwen-1.5B}
-PROMPT=${PROMPT_TOKENS:-128}
-DECODE=${DECODE_TOKENS:-32}
+MODELS=${MODELS:-DeepSeek-R1-Distill-Qwen-1.5B DeepSeek-R1-Distill-Llama-8B}
+THREADS=${THREADS:-1 2}
+TYPES=${TYPES:-bf16 q8_0 q4_0 q4_k}
+PROMPT=${PROMPT:-512}
+DECODE=${DECODE:-64}
+DEPTH=${DEPTH:-4096}
+BATCHES=${BATCHES:-8,16}
+REPS=${REPS:-2}
 RETORT=$BUILD/retort
 WORK=.cache/llama-compare
 mkdir -p "$WORK"
-
-echo "## Interop: GGUF files written by retort, evaluated by llama.cpp and by retort"
-# Greedy continuations must be identical for f32. For every type, perplexity over the same windows
-# (llama-perplexity's rule, which retort eval perplexity follows) must agree closely: llama.cpp
-# keeps the activations' block scales in f16 and the KV cache in f16, retort both in f32.
 status=0
-head -c 20000 ../shared/data/tinyshakespeare/input.txt > "$WORK/text.txt" 2>/dev/null || true
-echo "| fixture | type | greedy continuation | llama.cpp PPL | retort PPL | Δ |"
-echo "|---|---|---|---:|---:|---:|"
-for fixture in tiny-r1-qwen tiny-r1-llama; do
-  dir=../shared/fixtures/$fixture
-  [ -d "$dir" ] || { echo "skip $fixture: $dir is absent"; continue; }
-  prompt="The quick brown fox jumps over the lazy dog. Once upon a time"
-  for type in f32 q8_0 q4_0; do
-    gguf=$WORK/$fixture-$type.gguf
-    "$RETORT" convert "$dir" -o "$gguf" --type "$type" >/dev/null 2>&1
-    theirs=$("$LLAMA/llama-simple" -m "$gguf" -n 24 "$prompt" 2>/dev/null)
-    ours=$("$RETORT" run "$gguf" --raw -p "$prompt" -n 24 --temperature 0 -q 2>/dev/null)
-    # llama-simple prints the prompt, then every token's bytes as they come; retort prints the
-    # continuation and holds back a UTF-8 sequence cut off at the end. Compare without that tail.
-    same=$(THEIRS="$theirs" OURS="$ours" node -e '
-      const tidy = s => s.replace(/[\uFFFD\s]+$/u, "");
-      const ours = tidy(process.env.OURS);
-      console.log(ours.length > 0 && tidy(process.env.THEIRS).endsWith(ours) ? "identical" : "different");')
-    [ "$type" = f32 ] && [ "$same" != identical ] && status=1
-    # Six windows of 128 tokens. llama-perplexity prints through an asynchronous logger that does
-    # not always flush its last lines before exit, so it is asked again when the value is missing.
-    their_ppl=""
-    for attempt in 1 2 3 4 5; do
-      their_ppl=$("$LLAMA/llama-perplexity" -m "$gguf" -f "$WORK/text.txt" -c 128 --chunks 6 -t "$THREADS" 2>&1 |
-        grep -a -o '\[6\][0-9.]*' | cut -d']' -f2 || true)
-      [ -n "$their_ppl" ] && break
-    done
-    our_ppl=$("$RETORT" eval perplexity "$gguf" --file "$WORK/text.txt" --ctx 128 --chunks 6 --json 2>/dev/null |
-      node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).perplexity.toFixed(4))')
-    awk -v f="$fixture" -v t="$type" -v s="$same" -v a="$their_ppl" -v b="$our_ppl" \
-      'BEGIN { printf "| %s | %s | %s | %.4f | %.4f | %+.3f%% |\n", f, t, s, a, b, 100 * (b - a) / a }'
-  done
-done
 
-[ -n "${INTEROP_ONLY:-}" ] && exit $status
-echo
-echo "## Speed: $MODEL shape, $THREADS threads, prefill $PROMPT tokens, decode $DECODE tokens"
-hf=.cache/bench-models/$MODEL
-if [ ! -f "$hf/config.json" ]; then
-  "$RETORT" init --config "configs/models/$MODEL.json" --out "$hf" --seed 1 --tokenizer .cache/tokenizers/qwen
+if [ "${INTEROP:-1}" = 1 ]; then
+  bash bench/llama_cpp_interop.sh "$LLAMA" "$BUILD" || status=1
 fi
-echo "| type | llama.cpp prefill | retort prefill | ratio | llama.cpp decode | retort decode | ratio | retort decode ÷ roofline |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-for type in bf16 q8_0 q4_0 q4_k; do
-  gguf=$WORK/$MODEL-$type.gguf
-  [ -f "$gguf" ] || "$RETORT" convert "$hf" -o "$gguf" --type "$type" >/dev/null 2>&1
-  json=$("$LLAMA/llama-bench" -m "$gguf" -t "$THREADS" -p "$PROMPT" -n "$DECODE" -r 3 -o json 2>/dev/null)
-  read -r theirs_pp theirs_tg < <(node -e '
-    const rows = JSON.parse(require("fs").readFileSync(0, "utf8"));
-    const pp = rows.find(r => r.n_prompt > 0 && r.n_gen === 0), tg = rows.find(r => r.n_gen > 0 && r.n_prompt === 0);
-    console.log(pp.avg_ts.toFixed(2), tg.avg_ts.toFixed(2));' <<<"$json")
-  row=$("$BUILD/bench/bench_inference" "$gguf" --threads "$THREADS" --prompt "$PROMPT" --decode "$DECODE" 2>/dev/null | tail -1)
-  ours_pp=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $4); print $4}')
-  ours_tg=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $6); print $6}')
-  roofline=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $8); print $8}')
-  awk -v t="$type" -v a="$theirs_pp" -v b="$ours_pp" -v c="$theirs_tg" -v d="$ours_tg" -v r="$roofline" \
-    'BEGIN { printf "| %s | %.1f | %.1f | %.2f× | %.2f | %.2f | %.2f× | %s |\n", t, a, b, b / a, c, d, d / c, r }'
+
+# Field `key` of the first `RESULT ... key=value` line of stdin that also has `filter`.
+result() { grep "^RESULT" | grep -- "$2" | head -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# llama-bench JSON on stdin → tokens/s of its first test.
+llama_rate() { node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(r[0].avg_ts.toFixed(3))'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
+
+for model in $MODELS; do
+  hf=.cache/bench-models/$model
+  tokenizer=.cache/tokenizers/qwen
+  case $model in *Llama*) tokenizer=.cache/tokenizers/llama3 ;; esac
+  [ -f "$hf/config.json" ] || "$RETORT" init --config "configs/models/$model.json" --out "$hf" --seed 1 --tokenizer "$tokenizer"
+  echo
+  echo "## $model: prefill $PROMPT, decode $DECODE, depth $DEPTH, batches $BATCHES (retort ÷ llama.cpp; tok/s in brackets)"
+  echo
+  echo "| type | threads | prefill | decode | decode ÷ roofline | depth $DEPTH vs FA off | vs FA on | batch 8 | batch 16 |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for type in $TYPES; do
+    gguf=$WORK/$model-$type.gguf
+    if [ ! -f "$gguf" ]; then
+      if [ "$type" = q4_k ] && [ -x "$LLAMA/llama-quantize" ]; then
+        [ -f "$WORK/$model-bf16.gguf" ] || "$RETORT" convert "$hf" -o "$WORK/$model-bf16.gguf" --type bf16 >/dev/null
+        "$LLAMA/llama-quantize" "$WORK/$model-bf16.gguf" "$gguf" Q4_K_M "$(nproc)" >/dev/null 2>&1
+      else
+        "$RETORT" convert "$hf" -o "$gguf" --type "$type" >/dev/null
+      fi
+    fi
+    for t in $THREADS; do
+      l_pp=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p "$PROMPT" -n 0 -r "$REPS" -o json 2>/dev/null | llama_rate)
+      l_tg=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n "$DECODE" -r "$REPS" -o json 2>/dev/null | llama_rate)
+      l_d_off=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa off -r 1 -o json 2>/dev/null | llama_rate)
+      l_d_on=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa on -r 1 -o json 2>/dev/null | llama_rate)
+      l_batch=$("$LLAMA/llama-batched-bench" -m "$gguf" -t "$t" -c $((160 * 16 + 256)) -npp 128 -ntg 32 -npl "$BATCHES" 2>/dev/null |
+        awk -F'|' '$2 ~ /^ *128 *$/ { gsub(/ /, "", $4); gsub(/ /, "", $9); print $4 "=" $9 }')
+      ours=$("$BUILD/bench/bench_inference" "$gguf" --threads "$t" --prompt "$PROMPT" --decode "$DECODE" --depth 0 --reps "$REPS" 2>/dev/null)
+      ours_depth=$("$BUILD/bench/bench_inference" "$gguf" --threads "$t" --prompt 16 --decode 32 --depth "$DEPTH" --reps 1 2>/dev/null)
+      ours_batch=$("$BUILD/bench/bench_batched_decode" "$gguf" --threads "$t" --batches "$BATCHES" --context 128 --steps 8 2>/dev/null)
+      r_pp=$(result prefill_tps "depth=0" <<<"$ours")
+      r_tg=$(result decode_tps "depth=0" <<<"$ours")
+      r_roof=$(result roofline_share "depth=0" <<<"$ours")
+      r_d=$(result decode_tps "depth=$DEPTH" <<<"$ours_depth")
+      row="| $type | $t | $(ratio "$r_pp" "$l_pp") ($r_pp / $l_pp) | $(ratio "$r_tg" "$l_tg") ($r_tg / $l_tg) | $(awk -v s="$r_roof" 'BEGIN { printf "%.0f %%", 100 * s }')"
+      row="$row | $(ratio "$r_d" "$l_d_off") ($r_d / $l_d_off) | $(ratio "$r_d" "$l_d_on") ($l_d_on)"
+      for b in ${BATCHES//,/ }; do
+        l_b=$(tr ' ' '\n' <<<"$l_batch" | sed -n "s/^$b=//p")
+        r_b=$(result aggregate_tps "batch=$b " <<<"$ours_batch")
+        row="$row | $(ratio "$r_b" "$l_b") ($r_b / $l_b)"
+      done
+      echo "$row |"
+    done
+  done
 done
 exit $status

@@ -9,6 +9,7 @@
 #include "kernel_reference.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/isa_kernels.h"
+#include "kernels/cpu/weight_repack.h"
 #include "tensor/quant_blocks.h"
 #include "util/thread_pool.h"
 
@@ -103,6 +104,61 @@ TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) {
   }
 }
 
+// Q8_0/Q4_0 in the Interleaved8 layout: the same products as the row kernels' f64 statement, on
+// 8-row groups, a row range that starts at the second group, and 1-7 tokens.
+TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
+  std::mt19937 rng(77);
+  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0}) {
+    const DType dtype = dtype_of_block(type);
+    const cpu::QuantMatmulFn kernel = type == BlockType::Q8_0 ? GetParam()->matmul_q8_0_x8 : GetParam()->matmul_q4_0_x8;
+    for (int64_t blocks : {1, 3, 7}) {
+      for (int64_t tokens : {1, 2, 3, 4, 5, 7}) {
+        const int64_t rows = 24, cols = blocks * 32;
+        auto w = quantize_weights(type, rows, cols, rng);
+        ASSERT_TRUE(cpu::has_interleaved8_form(dtype, rows));
+        cpu::repack_interleaved8(dtype, w.packed.data(), rows, cols);
+        const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 3.0f);
+        QuantizedActivations act;
+        cpu::quantize_activations(in.data(), tokens, cols, act);
+        const auto act_exact = dequantized_activations(act);
+        std::vector<float> act_as_float(act_exact.begin(), act_exact.end());
+        const auto want = test::reference_matmul(act_as_float, w.exact, tokens, rows, cols);
+        std::vector<float> out(static_cast<size_t>(tokens * rows), -7.0f);
+        kernel(out.data(), rows, act, w.packed.data(), 8, rows);
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t r = 0; r < rows; ++r) {
+            const size_t i = static_cast<size_t>(t * rows + r);
+            if (r < 8) {
+              ASSERT_EQ(out[i], -7.0f) << "row outside the range was written";
+              continue;
+            }
+            double magnitude = 0;
+            for (int64_t k = 0; k < cols; ++k)
+              magnitude += std::fabs(act_exact[static_cast<size_t>(t * cols + k)] * w.exact[static_cast<size_t>(r * cols + k)]);
+            ASSERT_NEAR(out[i], want[i], 2e-6 * magnitude + 1e-6)
+                << block_format(type).name << " cols=" << cols << " tokens=" << tokens << " row=" << r;
+          }
+      }
+    }
+  }
+}
+
+// The SIMD activation quantizer writes the portable loop's bytes, ties included.
+TEST_P(IntegerDot, SimdQuantizerGivesThePortableBytes) {
+  std::mt19937 rng(5);
+  const int64_t tokens = 5, cols = 160;
+  auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 2.0f);
+  for (size_t i = 0; i < 32; ++i) in[i] = (static_cast<float>(i % 9) - 4.0f) * 0.5f;  // exact halves of a step
+  std::fill(in.begin() + 64, in.begin() + 96, 0.0f);
+  QuantizedActivations want, got;
+  cpu::quantize_activations(in.data(), tokens, cols, want);
+  cpu::size_activations(tokens, cols, got);
+  GetParam()->quantize_rows(in.data(), 0, tokens, got);
+  EXPECT_EQ(got.quants, want.quants);
+  EXPECT_EQ(got.scales, want.scales);
+  EXPECT_EQ(got.sums, want.sums);
+}
+
 // A Q8_0 block holding −128 (a legal int8 that llama.cpp's quantizer never writes) against
 // activations at ±127: the AVX2 form multiplies into int16 pairs and must not saturate.
 TEST_P(IntegerDot, Q8_0ExtremesDoNotSaturate) {
@@ -174,6 +230,36 @@ TEST(IntegerDotBackend, ErrorAgainstUnquantizedActivationsWithinTheQuantizationB
         ASSERT_LE(std::fabs(out[i] - want[i]), bound) << block_format(type).name << " token " << t << " row " << r;
       }
   }
+  set_thread_count(default_thread_count());
+}
+
+// Backend::repack rewrites Q8_0/Q4_0 matrices whose rows come in groups of 8, and the product of
+// the repacked matrix equals the row layout's within f32 summation order; other matrices are left
+// alone. Several threads, so pieces of whole 8-row groups are split across workers.
+TEST(IntegerDotBackend, RepackedMatricesGiveTheRowLayoutsProducts) {
+  set_thread_count(3);
+  CpuBackend backend;
+  std::mt19937 rng(41);
+  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K}) {
+    for (int64_t tokens : {1, 4, 9}) {
+      const int64_t rows = 1000, cols = 256;
+      auto w = quantize_weights(type, rows, cols, rng);
+      const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng);
+      WeightMatrix plain{dtype_of_block(type), w.packed.data(), rows, cols};
+      std::vector<float> want(static_cast<size_t>(tokens * rows)), got(want.size());
+      backend.matmul(want.data(), in.data(), plain, tokens);
+      std::vector<uint8_t> bytes = w.packed;
+      WeightMatrix repacked{plain.dtype, bytes.data(), rows, cols};
+      const bool changed = backend.repack(repacked, bytes.data());
+      ASSERT_EQ(changed, type != BlockType::Q4_K) << block_format(type).name;
+      ASSERT_EQ(repacked.layout, changed ? WeightLayout::Interleaved8 : WeightLayout::Rows);
+      backend.matmul(got.data(), in.data(), repacked, tokens);
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-4 * (1.0 + std::fabs(want[i]))) << block_format(type).name << " at " << i;
+    }
+  }
+  WeightMatrix odd_rows{DType::Q8_0, nullptr, 12, 32};
+  EXPECT_FALSE(backend.repack(odd_rows, nullptr));
   set_thread_count(default_thread_count());
 }
 

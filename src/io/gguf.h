@@ -74,6 +74,8 @@ class GgufFile {
   // dim order (reversed).
   const std::vector<TensorView>& tensor_views() const { return views_; }
   const uint8_t* tensor_data(const GgufTensorInfo& info) const { return data_start_ + info.offset; }
+  // The file's bytes in memory; nullptr when parsed from a caller's buffer.
+  MappedFile* mapped_file() { return file_.get(); }
 
  private:
   void parse(std::span<const uint8_t> bytes);

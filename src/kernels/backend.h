@@ -10,12 +10,19 @@
 
 namespace retort {
 
+// How a matrix's bytes are ordered. Rows: as the file stores them, row after row. Interleaved8:
+// rewritten by a backend for its kernels (Backend::repack): each group of 8 rows keeps its bytes
+// (the same size) but block by block, the 8 rows' scales together, then their quants interleaved
+// 4 bytes at a time, so one pass of the activations feeds 8 rows (layout in weight_repack.h).
+enum class WeightLayout : uint8_t { Rows, Interleaved8 };
+
 // A weight matrix W [rows × cols] (rows = output features), in any storage type; y = x Wᵀ.
 struct WeightMatrix {
   DType dtype = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  WeightLayout layout = WeightLayout::Rows;
 };
 
 // Where one sequence's keys and values live in a paged cache: its block ids, in order.
@@ -65,6 +72,13 @@ class Backend {
 
   // out [tokens × w.rows] = in [tokens × w.cols] · Wᵀ
   virtual void matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) = 0;
+  // Rewrites w's bytes in place (`bytes` is w.data, writable) into the layout this backend's kernels
+  // read fastest and updates w.layout; false, and nothing touched, when it keeps the rows as they are.
+  virtual bool repack(WeightMatrix& w, void* bytes) {
+    (void)w;
+    (void)bytes;
+    return false;
+  }
   // Every target's product with the same input [tokens × cols] (q/k/v, gate/up). A backend can
   // share work across them: the CPU quantizes the activations once and runs one parallel loop.
   virtual void matmuls(const float* in, int64_t tokens, std::span<const MatmulTarget> targets) {

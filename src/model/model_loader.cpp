@@ -1,11 +1,36 @@
 #include "model/model_loader.h"
 
+#include <cstdlib>
 #include <filesystem>
+#include <string_view>
 
 #include "io/gguf_config.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace retort {
+
+namespace {
+
+// Quantized matrices of a GGUF loaded into this process's own memory are rewritten in place into
+// the layout the backend's kernels read fastest (same bytes; see Backend::repack). The embedding
+// table stays in rows (it is read a row per token), and so does an LM head tied to it.
+void repack_for_backend(ModelWeights& weights, GgufFile& gguf, Backend& backend) {
+  MappedFile* file = gguf.mapped_file();
+  if (file == nullptr || !file->is_private_copy()) return;  // a view of the file: used as it is
+  if (const char* repack = std::getenv("RETORT_REPACK"); repack != nullptr && std::string_view(repack) == "0")
+    return;  // the row layout's kernels, for side-by-side measurements
+  file->begin_writing();
+  auto repack = [&](WeightMatrix& w) { backend.repack(w, const_cast<void*>(w.data)); };
+  for (LayerWeights& layer : weights.layers) {
+    for (WeightMatrix* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down})
+      repack(*w);
+  }
+  if (weights.lm_head.data != weights.token_embedding.data) repack(weights.lm_head);
+  file->seal();
+}
+
+}  // namespace
 
 std::unique_ptr<LoadedModel> load_model(const std::string& path, Backend& backend) {
   namespace fs = std::filesystem;
@@ -19,6 +44,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, Backend& backen
     model->config = model_config_from_gguf(*model->gguf);
     validate_model_config(model->config, path);
     ModelWeights weights = bind_weights(model->config, tensor_source(*model->gguf, model->config));
+    repack_for_backend(weights, *model->gguf, backend);
     model->transformer = std::make_unique<Transformer>(model->config, std::move(weights), backend);
     return model;
   }

@@ -57,6 +57,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0 && g_default_map_mode == MapMode::LoadHugePages) {
     data_ = static_cast<const uint8_t*>(load_into_huge_pages(fd, size_));
+    private_copy_ = data_ != nullptr;
   }
   if (size_ > 0 && data_ == nullptr) {
     void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -68,6 +69,17 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     data_ = static_cast<const uint8_t*>(mapped);
   }
   ::close(fd);
+}
+
+uint8_t* MappedFile::begin_writing() {
+  if (!private_copy_) return nullptr;
+  require(::mprotect(const_cast<uint8_t*>(data_), size_, PROT_READ | PROT_WRITE) == 0, ErrorKind::Io,
+          "cannot make the loaded copy of '{}' writable: {}", path_, std::strerror(errno));
+  return const_cast<uint8_t*>(data_);
+}
+
+void MappedFile::seal() {
+  if (private_copy_) ::mprotect(const_cast<uint8_t*>(data_), size_, PROT_READ);
 }
 
 MappedFile::~MappedFile() {

@@ -30,10 +30,18 @@ class MappedFile {
   size_t size() const { return size_; }
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
 
+  // True when the bytes are this process's own copy (loaded into huge pages), not a view of the
+  // file: only then can they be rewritten in place (a backend repacking weights for its kernels).
+  bool is_private_copy() const { return private_copy_; }
+  // The copy's bytes, writable until seal(); nullptr for a view of the file.
+  uint8_t* begin_writing();
+  void seal();  // read-only again
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool private_copy_ = false;
 };
 
 std::string read_text_file(const std::string& path);

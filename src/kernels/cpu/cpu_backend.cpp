@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/cpu/weight_repack.h"
 #include "tensor/quant_blocks.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -30,9 +31,16 @@ cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
 }
 
 // The integer dot-product kernel for a block-quantized weight type, if the CPU has one.
-cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, DType dtype) {
+cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, const WeightMatrix& w) {
   if (kernels == nullptr) return nullptr;
-  switch (dtype) {
+  if (w.layout == WeightLayout::Interleaved8) {
+    switch (w.dtype) {
+      case DType::Q8_0: return kernels->matmul_q8_0_x8;
+      case DType::Q4_0: return kernels->matmul_q4_0_x8;
+      default: fail(ErrorKind::Internal, "no kernel reads {} weights in the interleaved layout", dtype_name(w.dtype));
+    }
+  }
+  switch (w.dtype) {
     case DType::Q8_0: return kernels->matmul_q8_0;
     case DType::Q4_0: return kernels->matmul_q4_0;
     case DType::Q4_K: return kernels->matmul_q4_k;
@@ -42,9 +50,11 @@ cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, DTy
 }
 
 // Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
+// Interleaved matrices are cut in whole groups of 8 rows.
 size_t row_grain(const WeightMatrix& w) {
   size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
-  return std::max<size_t>(4, (64 * 1024) / std::max<size_t>(row_bytes, 1)) & ~size_t{3};
+  const size_t multiple = w.layout == WeightLayout::Interleaved8 ? 8 : 4;
+  return std::max<size_t>(multiple, (64 * 1024) / std::max<size_t>(row_bytes, 1)) / multiple * multiple;
 }
 
 }  // namespace
@@ -75,6 +85,17 @@ std::string CpuBackend::name() const {
   return name;
 }
 
+// Q8_0 and Q4_0 matrices whose rows come in whole groups of 8 go to the Interleaved8 layout when
+// this CPU has integer kernels (the scalar set reads rows as they are).
+bool CpuBackend::repack(WeightMatrix& w, void* bytes) {
+  if (integer_kernels_ == nullptr || w.layout != WeightLayout::Rows || !cpu::has_interleaved8_form(w.dtype, w.rows))
+    return false;
+  require(bytes == w.data, ErrorKind::Internal, "repack needs the matrix's own bytes");
+  cpu::repack_interleaved8(w.dtype, static_cast<uint8_t*>(bytes), w.rows, w.cols);
+  w.layout = WeightLayout::Interleaved8;
+  return true;
+}
+
 void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) {
   const MatmulTarget target{out, w};
   matmuls(in, tokens, {&target, 1});
@@ -96,7 +117,7 @@ void CpuBackend::matmuls(const float* in, int64_t tokens, std::span<const Matmul
   bool needs_quantized = false;
   for (const MatmulTarget& target : targets) {
     require(target.w.cols == targets[0].w.cols, ErrorKind::Internal, "matmuls of one input need equal column counts");
-    cpu::QuantMatmulFn integer = integer_kernel_for(integer_kernels_, target.w.dtype);
+    cpu::QuantMatmulFn integer = integer_kernel_for(integer_kernels_, target.w);
     cpu::MatmulTileFn tile = integer ? nullptr : tile_for(kernels_, target.w.dtype);
     needs_quantized |= integer != nullptr;
     const auto grain = static_cast<int64_t>(row_grain(target.w));
@@ -117,6 +138,7 @@ void CpuBackend::matmuls(const float* in, int64_t tokens, std::span<const Matmul
       } else if (p.tile != nullptr) {
         p.tile(p.target->out, w.rows, in, w.cols, w.data, w.cols, p.begin, p.end, tokens);
       } else {
+        require(w.layout == WeightLayout::Rows, ErrorKind::Internal, "interleaved weights need the integer kernels");
         dequantize_and_dot(p.target->out, in, w, tokens, p.begin, p.end);
       }
     }

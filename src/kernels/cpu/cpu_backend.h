@@ -15,6 +15,7 @@ class CpuBackend final : public Backend {
 
   void matmul(float* out, const float* in, const WeightMatrix& w, int64_t tokens) override;
   void matmuls(const float* in, int64_t tokens, std::span<const MatmulTarget> targets) override;
+  bool repack(WeightMatrix& w, void* bytes) override;
   void rmsnorm(float* out, const float* x, const float* weight, int64_t tokens, int64_t dim, float eps) override;
   void rope(float* x, const float* cos, const float* sin, int64_t tokens, int64_t heads,
             int64_t head_dim, RopeLayout layout) override;
