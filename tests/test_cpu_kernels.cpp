@@ -149,25 +149,33 @@ TEST_P(CpuKernels, SiluMulAndAddMatchReference) {
   for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(sum[i], gate[i] + up[i]);
 }
 
-// Attention over a paged cache whose blocks are deliberately out of order, with GQA.
-TEST_P(CpuKernels, AttentionMatchesReferenceOverScatteredBlocks) {
-  CpuBackend backend(*GetParam());
-  std::mt19937 rng(21);
-  const int64_t heads = 6, kv_heads = 2, head_dim = 12, block_size = 4, length = 11;
+// Attention over a paged cache whose blocks are deliberately out of order, with GQA, against f64 on
+// the values the cache holds (f16 keys and values are rounded when written). Head sizes that take
+// the vector path (multiples of 8 and 16) and one that does not; groups of 1 to 7 query heads;
+// positions that end inside a block.
+void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                     int64_t block_size, int64_t length, uint32_t seed) {
+  std::mt19937 rng(seed);
   const int64_t kv_dim = kv_heads * head_dim;
-  std::vector<int32_t> blocks{5, 1, 3};  // positions 0-3 in block 5, 4-7 in block 1, 8-10 in block 3
-  std::vector<float> keys(6 * block_size * kv_dim), values(keys.size());
+  const int64_t blocks_used = (length + block_size - 1) / block_size;
+  std::vector<int32_t> blocks;
+  for (int64_t b = 0; b < blocks_used; ++b) blocks.push_back(static_cast<int32_t>(blocks_used + 1 - b));  // reversed
+  std::vector<uint8_t> keys((blocks_used + 2) * block_size * kv_dim * dtype_size(kv_type)), values(keys.size());
   auto k_rows = random_floats(static_cast<size_t>(length * kv_dim), rng);
   auto v_rows = random_floats(static_cast<size_t>(length * kv_dim), rng);
-  KvCacheLayout cache{keys.data(), values.data(), block_size, kv_dim};
+  KvCacheLayout cache{keys.data(), values.data(), block_size, kv_dim, kv_type};
   std::vector<int64_t> slots;
   for (int64_t p = 0; p < length; ++p) slots.push_back(blocks[p / block_size] * block_size + p % block_size);
   backend.kv_write(cache, k_rows.data(), v_rows.data(), slots.data(), length);
-
+  if (kv_type == DType::F16) {  // the reference sees what the cache holds
+    for (auto* rows : {&k_rows, &v_rows})
+      for (float& x : *rows) x = f16_to_f32(f32_to_f16(x));
+  }
   const int64_t queries_count = 3;  // queries at the last three positions
   auto q = random_floats(static_cast<size_t>(queries_count * heads * head_dim), rng);
   std::vector<AttentionQuery> info;
-  for (int64_t i = 0; i < queries_count; ++i) info.push_back({{blocks.data(), 3}, length - queries_count + i + 1});
+  for (int64_t i = 0; i < queries_count; ++i)
+    info.push_back({{blocks.data(), blocks_used}, length - queries_count + i + 1});
   std::vector<float> out(q.size());
   const float scale = 1.0f / std::sqrt(float(head_dim));
   backend.attention(out.data(), q.data(), info.data(), queries_count, cache, {heads, kv_heads, head_dim, scale});
@@ -187,9 +195,22 @@ TEST_P(CpuKernels, AttentionMatchesReferenceOverScatteredBlocks) {
       for (int64_t d = 0; d < head_dim; ++d) {
         double want = 0;
         for (int64_t pos = 0; pos < visible; ++pos) want += p[pos] / total * v_rows[pos * kv_dim + kvh * head_dim + d];
-        ASSERT_NEAR(out[(i * heads + h) * head_dim + d], want, 1e-5);
+        ASSERT_NEAR(out[(i * heads + h) * head_dim + d], want, 2e-5)
+            << dtype_name(kv_type) << " heads " << heads << "/" << kv_heads << " head_dim " << head_dim << " length "
+            << length << " h " << h << " d " << d;
       }
     }
+}
+
+TEST_P(CpuKernels, AttentionMatchesReferenceOverScatteredBlocks) {
+  CpuBackend backend(*GetParam());
+  for (DType kv_type : {DType::F32, DType::F16}) {
+    check_attention(backend, kv_type, 6, 2, 12, 4, 11, 21);    // head_dim off the vector widths
+    check_attention(backend, kv_type, 12, 2, 16, 16, 37, 22);  // R1-Qwen's 6:1 groups
+    check_attention(backend, kv_type, 7, 1, 32, 16, 70, 23);   // an odd group: pairs and a single head
+    check_attention(backend, kv_type, 8, 8, 64, 16, 5, 24);    // no grouping
+    check_attention(backend, kv_type, 8, 2, 128, 16, 33, 25);  // R1-Llama's 4:1 and its head size
+  }
 }
 
 TEST_P(CpuKernels, EmbedConvertsRowsAndRejectsOutOfRangeIds) {

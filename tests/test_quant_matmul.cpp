@@ -104,16 +104,20 @@ TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) {
   }
 }
 
-// Q8_0/Q4_0 in the Interleaved8 layout: the same products as the row kernels' f64 statement, on
+// Every type in the Interleaved8 layout: the same products as the row kernels' f64 statement, on
 // 8-row groups, a row range that starts at the second group, and 1-7 tokens.
 TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
   std::mt19937 rng(77);
-  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0}) {
+  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
     const DType dtype = dtype_of_block(type);
-    const cpu::QuantMatmulFn kernel = type == BlockType::Q8_0 ? GetParam()->matmul_q8_0_x8 : GetParam()->matmul_q4_0_x8;
+    const IntegerDotKernels& set = *GetParam();
+    const cpu::QuantMatmulFn kernel = type == BlockType::Q8_0   ? set.matmul_q8_0_x8
+                                      : type == BlockType::Q4_0 ? set.matmul_q4_0_x8
+                                      : type == BlockType::Q4_K ? set.matmul_q4_k_x8
+                                                                : set.matmul_q6_k_x8;
     for (int64_t blocks : {1, 3, 7}) {
       for (int64_t tokens : {1, 2, 3, 4, 5, 7}) {
-        const int64_t rows = 24, cols = blocks * 32;
+        const int64_t rows = 24, cols = blocks * block_format(type).block_elements;
         auto w = quantize_weights(type, rows, cols, rng);
         ASSERT_TRUE(cpu::has_interleaved8_form(dtype, rows));
         cpu::repack_interleaved8(dtype, w.packed.data(), rows, cols);
@@ -157,6 +161,7 @@ TEST_P(IntegerDot, SimdQuantizerGivesThePortableBytes) {
   EXPECT_EQ(got.quants, want.quants);
   EXPECT_EQ(got.scales, want.scales);
   EXPECT_EQ(got.sums, want.sums);
+  EXPECT_EQ(got.half_sums, want.half_sums);
 }
 
 // A Q8_0 block holding −128 (a legal int8 that llama.cpp's quantizer never writes) against
@@ -201,6 +206,10 @@ TEST(QuantizeActivations, EachValueWithinHalfAStepAndSumsMatch) {
       sum += act.quants[i];
     }
     EXPECT_EQ(act.sums[b], sum);
+    int32_t first_half = 0;
+    for (size_t i = b * 32; i < b * 32 + 16; ++i) first_half += act.quants[i];
+    EXPECT_EQ(act.half_sums[2 * b], first_half);
+    EXPECT_EQ(act.half_sums[2 * b + 1], sum - first_half);
   }
 }
 
@@ -233,14 +242,14 @@ TEST(IntegerDotBackend, ErrorAgainstUnquantizedActivationsWithinTheQuantizationB
   set_thread_count(default_thread_count());
 }
 
-// Backend::repack rewrites Q8_0/Q4_0 matrices whose rows come in groups of 8, and the product of
-// the repacked matrix equals the row layout's within f32 summation order; other matrices are left
-// alone. Several threads, so pieces of whole 8-row groups are split across workers.
+// Backend::repack rewrites block-quantized matrices whose rows come in groups of 8, and the product
+// of the repacked matrix equals the row layout's within f32 summation order; a matrix whose rows
+// do not fill groups of 8 is left alone. Several threads, so pieces of whole 8-row groups are split across workers.
 TEST(IntegerDotBackend, RepackedMatricesGiveTheRowLayoutsProducts) {
   set_thread_count(3);
   CpuBackend backend;
   std::mt19937 rng(41);
-  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K}) {
+  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
     for (int64_t tokens : {1, 4, 9}) {
       const int64_t rows = 1000, cols = 256;
       auto w = quantize_weights(type, rows, cols, rng);
@@ -251,8 +260,8 @@ TEST(IntegerDotBackend, RepackedMatricesGiveTheRowLayoutsProducts) {
       std::vector<uint8_t> bytes = w.packed;
       WeightMatrix repacked{plain.dtype, bytes.data(), rows, cols};
       const bool changed = backend.repack(repacked, bytes.data());
-      ASSERT_EQ(changed, type != BlockType::Q4_K) << block_format(type).name;
-      ASSERT_EQ(repacked.layout, changed ? WeightLayout::Interleaved8 : WeightLayout::Rows);
+      ASSERT_TRUE(changed) << block_format(type).name;
+      ASSERT_EQ(repacked.layout, WeightLayout::Interleaved8);
       backend.matmul(got.data(), in.data(), repacked, tokens);
       for (size_t i = 0; i < want.size(); ++i)
         ASSERT_NEAR(got[i], want[i], 1e-4 * (1.0 + std::fabs(want[i]))) << block_format(type).name << " at " << i;

@@ -37,6 +37,8 @@ cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, con
     switch (w.dtype) {
       case DType::Q8_0: return kernels->matmul_q8_0_x8;
       case DType::Q4_0: return kernels->matmul_q4_0_x8;
+      case DType::Q4_K: return kernels->matmul_q4_k_x8;
+      case DType::Q6_K: return kernels->matmul_q6_k_x8;
       default: fail(ErrorKind::Internal, "no kernel reads {} weights in the interleaved layout", dtype_name(w.dtype));
     }
   }
@@ -85,7 +87,7 @@ std::string CpuBackend::name() const {
   return name;
 }
 
-// Q8_0 and Q4_0 matrices whose rows come in whole groups of 8 go to the Interleaved8 layout when
+// Q8_0, Q4_0, Q4_K and Q6_K matrices whose rows come in whole groups of 8 go to the Interleaved8 layout when
 // this CPU has integer kernels (the scalar set reads rows as they are).
 bool CpuBackend::repack(WeightMatrix& w, void* bytes) {
   if (integer_kernels_ == nullptr || w.layout != WeightLayout::Rows || !cpu::has_interleaved8_form(w.dtype, w.rows))

@@ -61,6 +61,8 @@ struct IntegerDotKernels {
   // The same for weights in the Interleaved8 layout (weight_repack.h); row ranges in multiples of 8.
   QuantMatmulFn matmul_q8_0_x8;
   QuantMatmulFn matmul_q4_0_x8;
+  QuantMatmulFn matmul_q4_k_x8;
+  QuantMatmulFn matmul_q6_k_x8;
 };
 
 const IsaKernels& scalar_kernels();

@@ -16,6 +16,7 @@ void size_activations(int64_t tokens, int64_t cols, QuantizedActivations& out) {
   out.quants.resize(static_cast<size_t>(tokens * cols));
   out.scales.resize(static_cast<size_t>(blocks));
   out.sums.resize(static_cast<size_t>(blocks));
+  out.half_sums.resize(static_cast<size_t>(2 * blocks));
 }
 
 void quantize_activation_rows(const float* in, int64_t row_begin, int64_t row_end, QuantizedActivations& out) {
@@ -27,13 +28,15 @@ void quantize_activation_rows(const float* in, int64_t row_begin, int64_t row_en
     for (int64_t i = 0; i < kActivationBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
     const float d = amax / 127.0f;
     const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
-    int32_t sum = 0;
+    int32_t half_sums[2] = {0, 0};
     for (int64_t i = 0; i < kActivationBlock; ++i) {
       q[i] = static_cast<int8_t>(std::nearbyint(x[i] * inverse));
-      sum += q[i];
+      half_sums[i / (kActivationBlock / 2)] += q[i];
     }
     out.scales[static_cast<size_t>(b)] = d;
-    out.sums[static_cast<size_t>(b)] = sum;
+    out.sums[static_cast<size_t>(b)] = half_sums[0] + half_sums[1];
+    out.half_sums[static_cast<size_t>(2 * b)] = half_sums[0];
+    out.half_sums[static_cast<size_t>(2 * b + 1)] = half_sums[1];
   }
 }
 

@@ -16,11 +16,13 @@ struct QuantizedActivations {
   std::vector<int8_t> quants;    // [tokens × cols]
   std::vector<float> scales;     // [tokens × cols / 32]
   std::vector<int32_t> sums;     // [tokens × cols / 32], Σ quants of each block
+  std::vector<int32_t> half_sums;  // [tokens × cols / 16], Σ quants of each half block (Q6_K's offsets)
 
   int64_t blocks_per_row() const { return cols / kActivationBlock; }
   const int8_t* row_quants(int64_t t) const { return quants.data() + t * cols; }
   const float* row_scales(int64_t t) const { return scales.data() + t * blocks_per_row(); }
   const int32_t* row_sums(int64_t t) const { return sums.data() + t * blocks_per_row(); }
+  const int32_t* row_half_sums(int64_t t) const { return half_sums.data() + t * 2 * blocks_per_row(); }
 };
 
 // Sizes `out` for tokens × cols (reusing its storage); `cols` must be a multiple of 32.
