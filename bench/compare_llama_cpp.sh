@@ -17,6 +17,8 @@
 #   bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR]
 #   env: MODELS="DeepSeek-R1-Distill-Qwen-1.5B DeepSeek-R1-Distill-Llama-8B" THREADS="1 2"
 #        TYPES="bf16 q8_0 q4_0 q4_k" PROMPT=512 DECODE=64 DEPTH=4096 BATCHES=8,16 REPS=2 INTEROP=1
+#        LONG_THREADS="$THREADS" (the thread counts that also run the depth and batch tests, which
+#        make llama.cpp prefill thousands of tokens first; DEPTH=0 or BATCHES="" skip them)
 #
 # q4_k is llama-quantize's Q4_K_M recipe applied to the bf16 file (retort quantize when the binary
 # is absent). llama.cpp is not part of retort: build it yourself beside the project (llama-bench,
@@ -35,6 +37,7 @@ DECODE=${DECODE:-64}
 DEPTH=${DEPTH:-4096}
 BATCHES=${BATCHES:-8,16}
 REPS=${REPS:-2}
+LONG_THREADS=${LONG_THREADS:-$THREADS}
 RETORT=$BUILD/retort
 WORK=.cache/llama-compare
 mkdir -p "$WORK"
@@ -45,9 +48,10 @@ if [ "${INTEROP:-1}" = 1 ]; then
 fi
 
 # Field `key` of the first `RESULT ... key=value` line of stdin that also has `filter`.
-result() { grep "^RESULT" | grep -- "$2" | head -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# Empty when there is none (a test that was not run).
+result() { { grep "^RESULT" || true; } | { grep -- "$2" || true; } | head -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # llama-bench JSON on stdin → tokens/s of its first test.
-llama_rate() { node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(r[0].avg_ts.toFixed(3))'; }
+llama_rate() { node -e 'try { const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(r[0].avg_ts.toFixed(3)) } catch { console.log("") }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
 
 for model in $MODELS; do
@@ -58,8 +62,10 @@ for model in $MODELS; do
   echo
   echo "## $model: prefill $PROMPT, decode $DECODE, depth $DEPTH, batches $BATCHES (retort ÷ llama.cpp; tok/s in brackets)"
   echo
-  echo "| type | threads | prefill | decode | decode ÷ roofline | depth $DEPTH vs FA off | vs FA on | batch 8 | batch 16 |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  header="| type | threads | prefill | decode | decode ÷ roofline | depth $DEPTH vs FA off | vs FA on |" rule="|---|---|---|---|---|---|---|"
+  for b in ${BATCHES//,/ }; do header="$header batch $b |" rule="$rule---|"; done
+  echo "$header"
+  echo "$rule"
   for type in $TYPES; do
     gguf=$WORK/$model-$type.gguf
     if [ ! -f "$gguf" ]; then
@@ -73,13 +79,20 @@ for model in $MODELS; do
     for t in $THREADS; do
       l_pp=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p "$PROMPT" -n 0 -r "$REPS" -o json 2>/dev/null | llama_rate)
       l_tg=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n "$DECODE" -r "$REPS" -o json 2>/dev/null | llama_rate)
-      l_d_off=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa off -r 1 -o json 2>/dev/null | llama_rate)
-      l_d_on=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa on -r 1 -o json 2>/dev/null | llama_rate)
-      l_batch=$("$LLAMA/llama-batched-bench" -m "$gguf" -t "$t" -c $((160 * 16 + 256)) -npp 128 -ntg 32 -npl "$BATCHES" 2>/dev/null |
-        awk -F'|' '$2 ~ /^ *128 *$/ { gsub(/ /, "", $4); gsub(/ /, "", $9); print $4 "=" $9 }')
       ours=$("$BUILD/bench/bench_inference" "$gguf" --threads "$t" --prompt "$PROMPT" --decode "$DECODE" --depth 0 --reps "$REPS" 2>/dev/null)
-      ours_depth=$("$BUILD/bench/bench_inference" "$gguf" --threads "$t" --prompt 16 --decode 32 --depth "$DEPTH" --reps 1 2>/dev/null)
-      ours_batch=$("$BUILD/bench/bench_batched_decode" "$gguf" --threads "$t" --batches "$BATCHES" --context 128 --steps 8 2>/dev/null)
+      l_d_off="" l_d_on="" l_batch="" ours_depth="" ours_batch=""
+      if [[ " $LONG_THREADS " == *" $t "* ]]; then
+        if [ "$DEPTH" -gt 0 ]; then
+          l_d_off=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa off -r 1 -o json 2>/dev/null | llama_rate)
+          l_d_on=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa on -r 1 -o json 2>/dev/null | llama_rate)
+          ours_depth=$("$BUILD/bench/bench_inference" "$gguf" --threads "$t" --prompt 16 --decode 32 --depth "$DEPTH" --reps 1 2>/dev/null)
+        fi
+        if [ -n "$BATCHES" ]; then
+          l_batch=$("$LLAMA/llama-batched-bench" -m "$gguf" -t "$t" -c $((160 * 16 + 256)) -npp 128 -ntg 32 -npl "$BATCHES" 2>/dev/null |
+            awk -F'|' '$2 ~ /^ *128 *$/ { gsub(/ /, "", $4); gsub(/ /, "", $9); print $4 "=" $9 }')
+          ours_batch=$("$BUILD/bench/bench_batched_decode" "$gguf" --threads "$t" --batches "$BATCHES" --context 128 --steps 8 2>/dev/null)
+        fi
+      fi
       r_pp=$(result prefill_tps "depth=0" <<<"$ours")
       r_tg=$(result decode_tps "depth=0" <<<"$ours")
       r_roof=$(result roofline_share "depth=0" <<<"$ours")

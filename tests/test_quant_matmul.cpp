@@ -147,6 +147,39 @@ TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
   }
 }
 
+// The largest 4-bit products (every nibble 15, every activation 127) through the interleaved Q4_0
+// and Q4_K kernels: the AVX2 form adds 8 of them in int16 lanes before widening, which must not
+// wrap. Q4_0: w = 15 − 8 = 7 everywhere; Q4_K: d = 1, every 6-bit scale 63, mins 0, so w = 945.
+TEST_P(IntegerDot, InterleavedNibbleExtremesDoNotWrap) {
+  const uint16_t one = f32_to_f16(1.0f);
+  for (BlockType type : {BlockType::Q4_0, BlockType::Q4_K}) {
+    const BlockFormat& format = block_format(type);
+    const int64_t rows = 8, cols = 2 * format.block_elements;
+    std::vector<uint8_t> bytes(static_cast<size_t>(quantized_row_bytes(type, cols) * rows));
+    for (int64_t b = 0; b < rows * cols / format.block_elements; ++b) {
+      uint8_t* block = bytes.data() + b * format.block_bytes;
+      std::fill_n(block, format.block_bytes, uint8_t{0xFF});
+      std::memcpy(block, &one, 2);
+      if (type == BlockType::Q4_K) {
+        std::memset(block + 2, 0, 2);     // dmin 0
+        std::memset(block + 8, 0, 4);     // mins 0–3 and the top bits of mins 4–7
+        std::memset(block + 12, 0x0F, 4); // scales 4–7: low 4 bits 15 (top 2 bits in bytes 4–7: 3); mins 4–7: 0
+      }
+    }
+    const double weight = type == BlockType::Q4_0 ? 7.0 : 945.0;
+    const DType dtype = dtype_of_block(type);
+    cpu::repack_interleaved8(dtype, bytes.data(), rows, cols);
+    std::vector<float> in(static_cast<size_t>(cols), 1.0f);
+    QuantizedActivations act;
+    cpu::quantize_activations(in.data(), 1, cols, act);
+    std::vector<float> out(rows);
+    (type == BlockType::Q4_0 ? GetParam()->matmul_q4_0_x8 : GetParam()->matmul_q4_k_x8)(out.data(), rows, act,
+                                                                                          bytes.data(), 0, rows);
+    const double want = weight * 127.0 * act.scales[0] * cols;
+    for (float got : out) EXPECT_NEAR(got, want, 1e-5 * want) << format.name;
+  }
+}
+
 // The SIMD activation quantizer writes the portable loop's bytes, ties included.
 TEST_P(IntegerDot, SimdQuantizerGivesThePortableBytes) {
   std::mt19937 rng(5);

@@ -232,6 +232,21 @@ TEST(Sampler, PenaltiesFollowHuggingFaceAndOpenAISemantics) {
   EXPECT_FLOAT_EQ(logits[3], 0.5f / 2 - (3 * 0.5f + 1));   // repetition applied once, not 3 times
 }
 
+// Repetition counts the prompt as Hugging Face does; frequency and presence count only what was
+// generated, as OpenAI's API does.
+TEST(Sampler, RepetitionCountsThePromptFrequencyAndPresenceOnlyTheOutput) {
+  std::vector<float> logits = {2.0f, 2.0f, 2.0f};
+  const std::vector<int32_t> tokens = {0, 0, 1, 1};  // prompt {0, 0}, generated {1, 1}
+  SamplingParams params;
+  params.repetition_penalty = 2.0f;
+  params.frequency_penalty = 0.5f;
+  params.presence_penalty = 0.25f;
+  apply_penalties(logits, TokenHistory(tokens, 2), params);
+  EXPECT_FLOAT_EQ(logits[0], 1.0f);                        // prompt only: repetition
+  EXPECT_FLOAT_EQ(logits[1], 1.0f - (2 * 0.5f + 0.25f));   // generated: all three
+  EXPECT_FLOAT_EQ(logits[2], 2.0f);
+}
+
 TEST(Sampler, PenaltiesChangeTheChoice) {
   std::vector<float> logits = {3.0f, 2.9f, 0.0f};
   std::vector<int32_t> previous = {0};

@@ -127,6 +127,38 @@ TEST_F(SchedulerTest, BatchedSequencesGiveTheFixturesGreedyTokensAndReturnEveryB
   EXPECT_GT(stats.generated_tokens_total, 4 * n);
 }
 
+// `retort run` (generate) and `retort serve` (the scheduler) sample through the same step: with a
+// seed, a temperature and all three penalties, both give the same text for the same prompt.
+TEST_F(SchedulerTest, SamplesTheTokensThatGenerateSamplesForTheSameSeed) {
+  SamplingParams sampling;
+  sampling.temperature = 0.8f;
+  sampling.top_p = 0.9f;
+  sampling.repetition_penalty = 1.2f;
+  sampling.frequency_penalty = 0.4f;
+  sampling.presence_penalty = 0.3f;
+  sampling.seed = 1234;
+  const int max_tokens = 24;
+
+  GenerationOptions options;
+  options.sampling = sampling;
+  options.max_tokens = max_tokens;
+  KvCache cache(model_->config, 256);
+  CachedSequence sequence;
+  std::string from_generate;
+  generate(*model_->transformer, cache, sequence, *tokenizer_, prompt_, options,
+           [&](std::string_view text) { from_generate += text; });
+
+  auto scheduler = make(1024);
+  GenerationRequest request;
+  request.prompt = prompt_;
+  request.sampling = sampling;
+  request.max_tokens = max_tokens;
+  auto result = scheduler->submit(std::move(request));
+  ASSERT_EQ(result.status, SubmitStatus::Accepted);
+  EXPECT_EQ(collect(*result.stream).content, from_generate);
+  EXPECT_FALSE(from_generate.empty());
+}
+
 TEST_F(SchedulerTest, CancellingFreesTheSequenceAndItsBlocks) {
   auto scheduler = make(4096);
   auto stream = scheduler->submit(greedy(prompt_, 3000)).stream;

@@ -78,7 +78,7 @@ GenerationStats generate(Transformer& model, KvCache& cache, CachedSequence& seq
       stats.cancelled = true;
       break;
     }
-    const int32_t token = sampler.sample(logits, sequence.tokens);
+    const int32_t token = sampler.sample(logits, TokenHistory(sequence.tokens, prompt.size()));
     ++stats.generated_tokens;
     StopResult result = stop.push(token, decoder.push(token));
     if (!result.text.empty()) on_text(result.text);

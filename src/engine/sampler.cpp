@@ -57,25 +57,39 @@ void SamplingParams::validate() const {
           presence_penalty);
 }
 
-void apply_penalties(std::span<float> logits, std::span<const int32_t> previous_tokens, const SamplingParams& params) {
-  if (!any_penalty(params) || previous_tokens.empty()) return;
-  // Sorting groups equal ids, so each distinct token is penalised once with its count, without a
-  // vocabulary-sized counter per call.
-  std::vector<int32_t> sorted(previous_tokens.begin(), previous_tokens.end());
+namespace {
+
+// Calls visit(token, count) once per distinct token of `tokens`. Sorting groups equal ids, so there
+// is no vocabulary-sized counter per call.
+template <class Visit>
+void for_each_distinct(std::span<const int32_t> tokens, int64_t vocab_size, Visit&& visit) {
+  std::vector<int32_t> sorted(tokens.begin(), tokens.end());
   std::sort(sorted.begin(), sorted.end());
-  const auto vocab_size = static_cast<int64_t>(logits.size());
   for (size_t run_start = 0; run_start < sorted.size();) {
-    int32_t token = sorted[run_start];
+    const int32_t token = sorted[run_start];
     size_t run_end = run_start;
     while (run_end < sorted.size() && sorted[run_end] == token) ++run_end;
     require(token >= 0 && token < vocab_size, ErrorKind::OutOfRange,
             "previous token id {} is outside the vocabulary [0, {})", token, vocab_size);
-    float count = static_cast<float>(run_end - run_start);
-    float& logit = logits[static_cast<size_t>(token)];
-    if (params.repetition_penalty != 1.0f)
-      logit = logit > 0.0f ? logit / params.repetition_penalty : logit * params.repetition_penalty;
-    logit -= count * params.frequency_penalty + params.presence_penalty;
+    visit(token, static_cast<float>(run_end - run_start));
     run_start = run_end;
+  }
+}
+
+}  // namespace
+
+void apply_penalties(std::span<float> logits, TokenHistory history, const SamplingParams& params) {
+  const auto vocab_size = static_cast<int64_t>(logits.size());
+  if (params.repetition_penalty != 1.0f) {
+    for_each_distinct(history.tokens, vocab_size, [&](int32_t token, float) {
+      float& logit = logits[static_cast<size_t>(token)];
+      logit = logit > 0.0f ? logit / params.repetition_penalty : logit * params.repetition_penalty;
+    });
+  }
+  if (params.frequency_penalty != 0.0f || params.presence_penalty != 0.0f) {
+    for_each_distinct(history.generated(), vocab_size, [&](int32_t token, float count) {
+      logits[static_cast<size_t>(token)] -= count * params.frequency_penalty + params.presence_penalty;
+    });
   }
 }
 
@@ -122,13 +136,13 @@ Sampler::Sampler(SamplingParams params, int64_t vocab_size)
           "vocabulary size must be in [1, 2^31), got {}", vocab_size);
 }
 
-int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> previous_tokens) {
+int32_t Sampler::sample(std::span<const float> logits, TokenHistory history) {
   require(static_cast<int64_t>(logits.size()) == vocab_size_, ErrorKind::Internal,
           "sampler expected {} logits (the vocabulary), got {}", vocab_size_, logits.size());
   std::span<const float> scores = logits;
-  if (any_penalty(params_) && !previous_tokens.empty()) {
+  if (any_penalty(params_) && !history.tokens.empty()) {
     adjusted_logits_.assign(logits.begin(), logits.end());
-    apply_penalties(adjusted_logits_, previous_tokens, params_);
+    apply_penalties(adjusted_logits_, history, params_);
     scores = adjusted_logits_;
   }
   // A temperature so small that 1/T overflows is greedy in all but name.
@@ -138,8 +152,8 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   return draw();
 }
 
-Sampler::Sample Sampler::sample_with_logprob(std::span<const float> logits, std::span<const int32_t> previous_tokens) {
-  int32_t token = sample(logits, previous_tokens);
+Sampler::Sample Sampler::sample_with_logprob(std::span<const float> logits, TokenHistory history) {
+  int32_t token = sample(logits, history);
   return {token, token_logprob(logits, token)};
 }
 

@@ -12,6 +12,7 @@
 // Cost per token over a 152k vocabulary: a few vectorized passes for the weights, one to collect
 // the survivors, and for top-k / top-p a log-scale histogram that says which few need sorting;
 // never a sort of the whole vocabulary.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <span>
@@ -36,12 +37,23 @@ struct SamplingParams {
   void validate() const;
 };
 
-// Applies the three penalties in place, for every distinct token in previous_tokens:
-//   repetition (HF):   logit > 0 ? logit / penalty : logit * penalty   (once per distinct token)
-//   frequency/presence (OpenAI):  logit -= count × frequency + (count > 0) × presence
-// Which tokens count is the caller's choice (HF counts the prompt too, OpenAI only the output).
-// Token ids outside the vocabulary throw retort::Error (OutOfRange).
-void apply_penalties(std::span<float> logits, std::span<const int32_t> previous_tokens, const SamplingParams& params);
+// The tokens of a sequence so far: its prompt (the first prompt_size), then what was generated.
+// A plain list converts to a history with no prompt: every token counts as generated.
+struct TokenHistory {
+  std::span<const int32_t> tokens;
+  size_t prompt_size = 0;
+  TokenHistory() = default;
+  TokenHistory(std::span<const int32_t> all, size_t prompt = 0) : tokens(all), prompt_size(std::min(prompt, all.size())) {}
+  TokenHistory(const std::vector<int32_t>& all, size_t prompt = 0) : TokenHistory(std::span<const int32_t>(all), prompt) {}
+  std::span<const int32_t> generated() const { return tokens.subspan(prompt_size); }
+};
+
+// Applies the three penalties in place, once per distinct token:
+//   repetition (HF), over the prompt and the output:  logit > 0 ? logit / penalty : logit * penalty
+//   frequency/presence (OpenAI), over the output only:  logit -= count × frequency + presence
+// `retort run`, `chat` and `serve` all sample through this rule. Token ids outside the vocabulary
+// throw retort::Error (OutOfRange).
+void apply_penalties(std::span<float> logits, TokenHistory history, const SamplingParams& params);
 
 // The most likely token; ties go to the lowest id; NaNs are ignored.
 int32_t argmax(std::span<const float> logits);
@@ -61,9 +73,9 @@ class Sampler {
 
   Sampler(SamplingParams params, int64_t vocab_size);
 
-  // previous_tokens feed the penalties only; see apply_penalties.
-  int32_t sample(std::span<const float> logits, std::span<const int32_t> previous_tokens);
-  Sample sample_with_logprob(std::span<const float> logits, std::span<const int32_t> previous_tokens);
+  // The next token after `history`, which feeds the penalties only (see apply_penalties).
+  int32_t sample(std::span<const float> logits, TokenHistory history);
+  Sample sample_with_logprob(std::span<const float> logits, TokenHistory history);
 
   const SamplingParams& params() const { return params_; }
 

@@ -314,10 +314,8 @@ bool Scheduler::build_batch(std::vector<SequenceChunk>& batch, std::vector<Seque
 }
 
 void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
-  const bool penalise_prompt = s.request.sampling.repetition_penalty != 1.0f;
-  std::span<const int32_t> previous(s.tokens);
-  if (!penalise_prompt) previous = previous.subspan(static_cast<size_t>(s.prompt_size));
-  const Sampler::Sample sample = s.sampler.sample_with_logprob(logits, previous);
+  const Sampler::Sample sample =
+      s.sampler.sample_with_logprob(logits, TokenHistory(s.tokens, static_cast<size_t>(s.prompt_size)));
   s.tokens.push_back(sample.token);
   {
     std::lock_guard lock(stats_mutex_);

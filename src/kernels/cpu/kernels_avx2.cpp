@@ -53,6 +53,12 @@ struct Avx2IntegerDot {
   static __m256i dot(__m256i acc, __m256i u, __m256i s) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
   }
+  // 4-bit weights: up to 8 of these add up in int16 lanes (8 · 2 · 15 · 127 < 2^15), so the
+  // widening to int32 comes once per 8 instead of once per product (interleaved_matmul.inc).
+  static __m256i nibble_dot(__m256i acc16, __m256i u, __m256i s) {
+    return _mm256_add_epi16(acc16, _mm256_maddubs_epi16(u, s));
+  }
+  static __m256i nibble_total(__m256i acc16) { return _mm256_madd_epi16(acc16, _mm256_set1_epi16(1)); }
 };
 
 #include "kernels/cpu/quant_matmul.inc"

@@ -14,6 +14,8 @@ namespace {
 struct VnniIntegerDot {
   static constexpr int kTileRows = 4;  // 4 rows × 4 tokens of accumulators, of 32 registers
   static __m256i dot(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+  static __m256i nibble_dot(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+  static __m256i nibble_total(__m256i acc) { return acc; }
 };
 
 #include "kernels/cpu/quant_matmul.inc"
