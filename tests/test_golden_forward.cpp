@@ -5,6 +5,8 @@
 // weights come from the HF directory or from llama.cpp's GGUF of the same model.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <fstream>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -126,6 +128,43 @@ TEST_P(GoldenForward, MixedBatchMatchesSoloRuns) {
   for (int64_t v = 0; v < vocab_; ++v)
     worst = std::max(worst, double(std::fabs(rows[prompt.size() * vocab_ + v] - fixture_.logits[10 * vocab_ + v])));
   EXPECT_LE(worst, tolerance_) << "decode row in a mixed batch";
+}
+
+// An f16 KV cache is judged like quantized weights (the fixture README's rule for reduced-precision
+// paths): mean KL divergence from the fixture's distributions and top-1 agreement over every
+// prompt position, and the greedy continuation. Printed for docs/performance.md.
+TEST_P(GoldenForward, F16KvCacheKeepsTheDistributionsAndTheGreedyTokens) {
+  KvCache cache(model_->config, 256, 16, DType::F16);
+  KvSequence seq;
+  auto logits = prompt_logits(cache, seq, fixture_.prompt.size());
+  ASSERT_EQ(logits.size(), fixture_.logits.size());
+  const auto positions = static_cast<int64_t>(fixture_.prompt.size());
+  double kl_total = 0, worst = 0;
+  int64_t same_top1 = 0;
+  for (int64_t t = 0; t < positions; ++t) {
+    const float* want = fixture_.logits.data() + t * vocab_;
+    const float* got = logits.data() + t * vocab_;
+    const double want_max = *std::max_element(want, want + vocab_), got_max = *std::max_element(got, got + vocab_);
+    double want_sum = 0, got_sum = 0;
+    for (int64_t v = 0; v < vocab_; ++v) {
+      want_sum += std::exp(want[v] - want_max);
+      got_sum += std::exp(got[v] - got_max);
+      worst = std::max(worst, double(std::fabs(got[v] - want[v])));
+    }
+    double kl = 0;
+    for (int64_t v = 0; v < vocab_; ++v) {
+      const double log_p = want[v] - want_max - std::log(want_sum), log_q = got[v] - got_max - std::log(got_sum);
+      kl += std::exp(log_p) * (log_p - log_q);
+    }
+    kl_total += kl;
+    same_top1 += argmax(want, vocab_) == argmax(got, vocab_);
+  }
+  const double mean_kl = kl_total / double(positions), top1 = double(same_top1) / double(positions);
+  std::printf("f16 KV, %s: mean KL %.3g, top-1 agreement %.4f, max |dlogit| / std %.3g\n", GetParam().fixture.c_str(),
+              mean_kl, top1, worst / fixture_.logits_std);
+  EXPECT_LE(mean_kl, 1e-4);
+  EXPECT_GE(top1, 0.98);
+  EXPECT_EQ(greedy_after_prompt(cache, seq, logits), fixture_.greedy);
 }
 
 std::vector<GoldenCase> golden_cases() {

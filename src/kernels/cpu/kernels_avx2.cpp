@@ -14,7 +14,7 @@ namespace {
 struct Avx2 {
   using reg = __m256;
   static constexpr int width = 8;
-  static constexpr int kTileRows = 2;  // 2 rows × 4 tokens = 8 accumulators of 16 registers
+  static constexpr int kTileRows = 2;  // 2 rows × 6 tokens = 12 accumulators of 16 registers
   static reg zero() { return _mm256_setzero_ps(); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }

@@ -14,7 +14,7 @@ namespace {
 struct Avx512 {
   using reg = __m512;
   static constexpr int width = 16;
-  static constexpr int kTileRows = 4;  // 4 rows × 4 tokens = 16 accumulators of 32 registers
+  static constexpr int kTileRows = 4;  // 4 rows × 6 tokens = 24 accumulators of 32 registers
   static reg zero() { return _mm512_setzero_ps(); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
