@@ -19,6 +19,9 @@
 #        TYPES="bf16 q8_0 q4_0 q4_k" PROMPT=512 DECODE=64 DEPTH=4096 BATCHES=8,16 REPS=2 INTEROP=1
 #        LONG_THREADS="$THREADS" (the thread counts that also run the depth and batch tests, which
 #        make llama.cpp prefill thousands of tokens first; DEPTH=0 or BATCHES="" skip them)
+#        LLAMA_CACHE=.cache/llama-compare/llama-results.txt: llama.cpp's figures are kept there, one
+#        "model type threads test value" line each, and reused by later runs (they do not change with
+#        retort's build); delete the file, or set LLAMA_CACHE="", to measure llama.cpp again
 #
 # q4_k is llama-quantize's Q4_K_M recipe applied to the bf16 file (retort quantize when the binary
 # is absent). llama.cpp is not part of retort: build it yourself beside the project (llama-bench,
@@ -38,6 +41,7 @@ DEPTH=${DEPTH:-4096}
 BATCHES=${BATCHES:-8,16}
 REPS=${REPS:-2}
 LONG_THREADS=${LONG_THREADS:-$THREADS}
+LLAMA_CACHE=${LLAMA_CACHE-.cache/llama-compare/llama-results.txt}
 RETORT=$BUILD/retort
 WORK=.cache/llama-compare
 mkdir -p "$WORK"
@@ -52,6 +56,23 @@ fi
 result() { { grep "^RESULT" || true; } | { grep -- "$2" || true; } | head -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # llama-bench JSON on stdin → tokens/s of its first test.
 llama_rate() { node -e 'try { const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(r[0].avg_ts.toFixed(3)) } catch { console.log("") }'; }
+# llama.cpp's figure for `key` (model type threads test): from the cache, else measured by the rest
+# of the arguments (a command printing one value) and cached.
+llama_cached() {
+  local key=$1 value=""
+  shift
+  [ -n "$LLAMA_CACHE" ] && [ -f "$LLAMA_CACHE" ] && value=$(awk -v k="$key" '$1" "$2" "$3" "$4 == k { v = $5 } END { print v }' "$LLAMA_CACHE")
+  if [ -z "$value" ]; then
+    value=$("$@")
+    [ -n "$LLAMA_CACHE" ] && [ -n "$value" ] && echo "$key $value" >>"$LLAMA_CACHE"
+  fi
+  echo "$value"
+}
+llama_bench() { "$LLAMA/llama-bench" "$@" -o json 2>/dev/null | llama_rate; }
+llama_batched() {  # aggregate decode tok/s of $2 sequences, 128 positions of context each
+  "$LLAMA/llama-batched-bench" -m "$1" -t "$3" -c $((160 * 16 + 256)) -npp 128 -ntg 32 -npl "$2" 2>/dev/null |
+    awk -F'|' '$2 ~ /^ *128 *$/ { gsub(/ /, "", $9); print $9 }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
 
 for model in $MODELS; do
@@ -77,19 +98,18 @@ for model in $MODELS; do
       fi
     fi
     for t in $THREADS; do
-      l_pp=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p "$PROMPT" -n 0 -r "$REPS" -o json 2>/dev/null | llama_rate)
-      l_tg=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n "$DECODE" -r "$REPS" -o json 2>/dev/null | llama_rate)
+      key="$model $type $t"
+      l_pp=$(llama_cached "$key pp$PROMPT" llama_bench -m "$gguf" -t "$t" -p "$PROMPT" -n 0 -r "$REPS")
+      l_tg=$(llama_cached "$key tg$DECODE" llama_bench -m "$gguf" -t "$t" -p 0 -n "$DECODE" -r "$REPS")
       ours=$("$BUILD/bench/bench_inference" "$gguf" --threads "$t" --prompt "$PROMPT" --decode "$DECODE" --depth 0 --reps "$REPS" 2>/dev/null)
-      l_d_off="" l_d_on="" l_batch="" ours_depth="" ours_batch=""
+      l_d_off="" l_d_on="" ours_depth="" ours_batch=""
       if [[ " $LONG_THREADS " == *" $t "* ]]; then
         if [ "$DEPTH" -gt 0 ]; then
-          l_d_off=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa off -r 1 -o json 2>/dev/null | llama_rate)
-          l_d_on=$("$LLAMA/llama-bench" -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa on -r 1 -o json 2>/dev/null | llama_rate)
+          l_d_off=$(llama_cached "$key d$DEPTH-fa-off" llama_bench -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa off -r 1)
+          l_d_on=$(llama_cached "$key d$DEPTH-fa-on" llama_bench -m "$gguf" -t "$t" -p 0 -n 32 -d "$DEPTH" -fa on -r 1)
           ours_depth=$("$BUILD/bench/bench_inference" "$gguf" --threads "$t" --prompt 16 --decode 32 --depth "$DEPTH" --reps 1 2>/dev/null)
         fi
         if [ -n "$BATCHES" ]; then
-          l_batch=$("$LLAMA/llama-batched-bench" -m "$gguf" -t "$t" -c $((160 * 16 + 256)) -npp 128 -ntg 32 -npl "$BATCHES" 2>/dev/null |
-            awk -F'|' '$2 ~ /^ *128 *$/ { gsub(/ /, "", $4); gsub(/ /, "", $9); print $4 "=" $9 }')
           ours_batch=$("$BUILD/bench/bench_batched_decode" "$gguf" --threads "$t" --batches "$BATCHES" --context 128 --steps 8 2>/dev/null)
         fi
       fi
@@ -100,7 +120,8 @@ for model in $MODELS; do
       row="| $type | $t | $(ratio "$r_pp" "$l_pp") ($r_pp / $l_pp) | $(ratio "$r_tg" "$l_tg") ($r_tg / $l_tg) | $(awk -v s="$r_roof" 'BEGIN { printf "%.0f %%", 100 * s }')"
       row="$row | $(ratio "$r_d" "$l_d_off") ($r_d / $l_d_off) | $(ratio "$r_d" "$l_d_on") ($l_d_on)"
       for b in ${BATCHES//,/ }; do
-        l_b=$(tr ' ' '\n' <<<"$l_batch" | sed -n "s/^$b=//p")
+        l_b=""
+        [[ " $LONG_THREADS " == *" $t "* ]] && l_b=$(llama_cached "$key batch$b" llama_batched "$gguf" "$b" "$t")
         r_b=$(result aggregate_tps "batch=$b " <<<"$ours_batch")
         row="$row | $(ratio "$r_b" "$l_b") ($r_b / $l_b)"
       done

@@ -44,7 +44,7 @@ TEST_P(CpuKernels, MatmulMatchesReferenceForEveryDtypeAndAwkwardShape) {
   std::mt19937 rng(1234);
   const int64_t shapes[][3] = {{1, 1, 1},   {1, 7, 3},   {3, 5, 17},   {2, 13, 33},  {5, 9, 100},
                                {4, 37, 95}, {1, 64, 256}, {7, 31, 129}, {9, 70, 45}, {20, 67, 131}, {33, 130, 96},
-                               {6, 19, 40}, {12, 8, 64}};
+                               {6, 19, 40}, {12, 8, 64}, {7, 11, 1500}, {13, 5, 2101}};  // the last two: column stretches
   for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
     for (const auto& shape : shapes) {
       const int64_t tokens = shape[0], rows = shape[1], cols = shape[2];
