@@ -69,27 +69,42 @@ cpu::QuantMatmulFn kernel_for(const IntegerDotKernels& set, BlockType type) {
 
 class IntegerDot : public ::testing::TestWithParam<const IntegerDotKernels*> {};
 
-TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) {
-  std::mt19937 rng(2024);
+cpu::QuantMatmulFn interleaved_kernel_for(const IntegerDotKernels& set, BlockType type) {
+  switch (type) {
+    case BlockType::Q8_0: return set.matmul_q8_0_x8;
+    case BlockType::Q4_0: return set.matmul_q4_0_x8;
+    case BlockType::Q4_K: return set.matmul_q4_k_x8;
+    default: return set.matmul_q6_k_x8;
+  }
+}
+
+// Every type, 1, 3 and 7 blocks per row and 1–7 tokens: rows [first_row, rows) through `kernel`
+// against f64 on the same dequantized weights and activations; rows before first_row untouched.
+// `interleaved` repacks the weights first (rows then in groups of 8).
+void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t rows, int64_t first_row, uint32_t seed) {
+  std::mt19937 rng(seed);
   for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
-    const int64_t step = block_format(type).block_elements;
+    const cpu::QuantMatmulFn kernel = interleaved ? interleaved_kernel_for(set, type) : kernel_for(set, type);
     for (int64_t blocks : {1, 3, 7}) {
       for (int64_t tokens : {1, 2, 3, 4, 5, 7}) {
-        const int64_t rows = 13, cols = blocks * step;
-        const auto w = quantize_weights(type, rows, cols, rng);
+        const int64_t cols = blocks * block_format(type).block_elements;
+        auto w = quantize_weights(type, rows, cols, rng);
+        if (interleaved) {
+          ASSERT_TRUE(cpu::has_interleaved8_form(dtype_of_block(type), rows));
+          cpu::repack_interleaved8(dtype_of_block(type), w.packed.data(), rows, cols);
+        }
         const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 3.0f);
         QuantizedActivations act;
         cpu::quantize_activations(in.data(), tokens, cols, act);
         const auto act_exact = dequantized_activations(act);
         std::vector<float> act_as_float(act_exact.begin(), act_exact.end());
         const auto want = test::reference_matmul(act_as_float, w.exact, tokens, rows, cols);
-        // Rows [2, 13): a range that starts inside the matrix and is not a multiple of the tile.
         std::vector<float> out(static_cast<size_t>(tokens * rows), -7.0f);
-        kernel_for(*GetParam(), type)(out.data(), rows, act, w.packed.data(), 2, rows);
+        kernel(out.data(), rows, act, w.packed.data(), first_row, rows);
         for (int64_t t = 0; t < tokens; ++t)
           for (int64_t r = 0; r < rows; ++r) {
             const size_t i = static_cast<size_t>(t * rows + r);
-            if (r < 2) {
+            if (r < first_row) {
               ASSERT_EQ(out[i], -7.0f) << "row outside the range was written";
               continue;
             }
@@ -104,47 +119,12 @@ TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) {
   }
 }
 
-// Every type in the Interleaved8 layout: the same products as the row kernels' f64 statement, on
-// 8-row groups, a row range that starts at the second group, and 1-7 tokens.
+// Rows [2, 13): a range that starts inside the matrix and is not a multiple of the tile.
+TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) { check_against_f64(*GetParam(), false, 13, 2, 2024); }
+
+// The Interleaved8 layout: 3 groups of 8 rows, the range starting at the second group.
 TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
-  std::mt19937 rng(77);
-  for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
-    const DType dtype = dtype_of_block(type);
-    const IntegerDotKernels& set = *GetParam();
-    const cpu::QuantMatmulFn kernel = type == BlockType::Q8_0   ? set.matmul_q8_0_x8
-                                      : type == BlockType::Q4_0 ? set.matmul_q4_0_x8
-                                      : type == BlockType::Q4_K ? set.matmul_q4_k_x8
-                                                                : set.matmul_q6_k_x8;
-    for (int64_t blocks : {1, 3, 7}) {
-      for (int64_t tokens : {1, 2, 3, 4, 5, 7}) {
-        const int64_t rows = 24, cols = blocks * block_format(type).block_elements;
-        auto w = quantize_weights(type, rows, cols, rng);
-        ASSERT_TRUE(cpu::has_interleaved8_form(dtype, rows));
-        cpu::repack_interleaved8(dtype, w.packed.data(), rows, cols);
-        const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 3.0f);
-        QuantizedActivations act;
-        cpu::quantize_activations(in.data(), tokens, cols, act);
-        const auto act_exact = dequantized_activations(act);
-        std::vector<float> act_as_float(act_exact.begin(), act_exact.end());
-        const auto want = test::reference_matmul(act_as_float, w.exact, tokens, rows, cols);
-        std::vector<float> out(static_cast<size_t>(tokens * rows), -7.0f);
-        kernel(out.data(), rows, act, w.packed.data(), 8, rows);
-        for (int64_t t = 0; t < tokens; ++t)
-          for (int64_t r = 0; r < rows; ++r) {
-            const size_t i = static_cast<size_t>(t * rows + r);
-            if (r < 8) {
-              ASSERT_EQ(out[i], -7.0f) << "row outside the range was written";
-              continue;
-            }
-            double magnitude = 0;
-            for (int64_t k = 0; k < cols; ++k)
-              magnitude += std::fabs(act_exact[static_cast<size_t>(t * cols + k)] * w.exact[static_cast<size_t>(r * cols + k)]);
-            ASSERT_NEAR(out[i], want[i], 2e-6 * magnitude + 1e-6)
-                << block_format(type).name << " cols=" << cols << " tokens=" << tokens << " row=" << r;
-          }
-      }
-    }
-  }
+  check_against_f64(*GetParam(), true, 24, 8, 77);
 }
 
 // The largest 4-bit products (every nibble 15, every activation 127) through the interleaved Q4_0
@@ -173,8 +153,7 @@ TEST_P(IntegerDot, InterleavedNibbleExtremesDoNotWrap) {
     QuantizedActivations act;
     cpu::quantize_activations(in.data(), 1, cols, act);
     std::vector<float> out(rows);
-    (type == BlockType::Q4_0 ? GetParam()->matmul_q4_0_x8 : GetParam()->matmul_q4_k_x8)(out.data(), rows, act,
-                                                                                          bytes.data(), 0, rows);
+    interleaved_kernel_for(*GetParam(), type)(out.data(), rows, act, bytes.data(), 0, rows);
     const double want = weight * 127.0 * act.scales[0] * cols;
     for (float got : out) EXPECT_NEAR(got, want, 1e-5 * want) << format.name;
   }

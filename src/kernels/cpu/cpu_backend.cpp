@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/cpu/softmax_kernels.h"
 #include "kernels/cpu/weight_repack.h"
 #include "tensor/quant_blocks.h"
 #include "util/error.h"
@@ -209,8 +210,9 @@ void CpuBackend::rope(float* x, const float* cos, const float* sin, int64_t toke
 }
 
 void CpuBackend::silu_mul(float* out, const float* gate, const float* up, int64_t count) {
+  const cpu::SoftmaxKernels& kernels = cpu::softmax_kernels_for(kernels_);
   thread_pool().parallel_for(static_cast<size_t>(count), 4096, [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    kernels.silu_mul(out + begin, gate + begin, up + begin, static_cast<int64_t>(end - begin));
   });
 }
 

@@ -22,6 +22,12 @@ struct Avx2Softmax {
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+  static reg negative_abs(reg a) { return _mm256_or_ps(a, _mm256_set1_ps(-0.0f)); }
+  // where x ≥ 0: a, else b
+  static reg select_nonnegative(reg x, reg a, reg b) {
+    return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+  }
   static reg floor(reg a) { return _mm256_floor_ps(a); }
   static reg pow2(reg n) {
     const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);

@@ -39,12 +39,16 @@ double scalar_exp_in_place(float* x, int64_t n, float shift) {
   return total;
 }
 
+void scalar_silu_mul(float* out, const float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
 }  // namespace
 
 const SoftmaxKernels& scalar_softmax_kernels() {
   static const SoftmaxKernels kernels{"scalar",          scalar_row_max,         scalar_sum_exp,
                                       scalar_exp_scaled, scalar_exp_accumulate, scalar_sum_exp_times_difference,
-                                      scalar_exp_in_place};
+                                      scalar_exp_in_place, scalar_silu_mul};
   return kernels;
 }
 

@@ -22,6 +22,8 @@ struct SoftmaxKernels {
   double (*sum_exp_times_difference)(const float* a, const float* b, int64_t n, float shift, float in_scale);
   // x[i] = exp(x[i] − shift), returning Σ of the values written (attention's unnormalised weights)
   double (*exp_in_place)(float* x, int64_t n, float shift);
+  // out[i] = silu(gate[i]) · up[i] (the SwiGLU MLP's product, on the same exp); out may be gate
+  void (*silu_mul)(float* out, const float* gate, const float* up, int64_t n);
 };
 
 const SoftmaxKernels& scalar_softmax_kernels();
