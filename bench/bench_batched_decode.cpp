@@ -31,7 +31,7 @@ std::vector<int> parse_list(const char* text) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s MODEL [--threads N] [--batches 1,4,16,32] [--steps 8] [--context 64]\n", argv[0]);
     return 1;
@@ -46,13 +46,13 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--batches")) batches = parse_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--context")) context = std::atoll(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--kv-type")) kv_type = std::strcmp(argv[i + 1], "f32") ? DType::F16 : DType::F32;
+    if (!std::strcmp(argv[i], "--kv-type")) kv_type = kv_cache_type(argv[i + 1]);
   }
   set_thread_count(threads);
   CpuBackend backend;
   auto model = load_model(path, backend);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  KvCache cache(model->config, (context + steps + 16) * max_batch + 64, 16, kv_type);
+  KvCache cache(model->config, (context + steps + 16) * max_batch + 64, KvCache::kDefaultBlockSize, kv_type);
   std::printf("%s, %d threads, %lld positions of context per sequence\n", path.c_str(), thread_pool().size(),
               static_cast<long long>(context));
   std::printf("batch | ms per step | tok/s aggregate | x single\n");
@@ -87,4 +87,7 @@ int main(int argc, char** argv) {
     for (auto& sequence : sequences) cache.release(sequence);
   }
   return 0;
+} catch (const std::exception& error) {
+  std::fprintf(stderr, "bench_batched_decode: %s\n", error.what());
+  return 1;
 }

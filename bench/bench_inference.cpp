@@ -100,7 +100,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--decode") o.decode = std::stoi(value);
     else if (key == "--depth") o.depths = parse_list(value);
     else if (key == "--reps") o.reps = std::max(1, std::stoi(value));
-    else if (key == "--kv-type") o.kv_type = value == "f32" ? DType::F32 : DType::F16;
+    else if (key == "--kv-type") o.kv_type = kv_cache_type(value);
     else throw std::runtime_error("unknown option " + key);
   }
   return o;
@@ -163,7 +163,8 @@ int main(int argc, char** argv) try {
   std::vector<int32_t> prompt(static_cast<size_t>(options.prompt));
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % 1000 + 10);
   const int max_depth = *std::max_element(options.depths.begin(), options.depths.end());
-  KvCache cache(config, std::max(options.prompt, max_depth) + options.decode + 16, 16, options.kv_type);
+  KvCache cache(config, std::max(options.prompt, max_depth) + options.decode + 16, KvCache::kDefaultBlockSize,
+                options.kv_type);
   std::vector<float> logits;
   for (int threads : options.threads) {
     const double bandwidth = measure_bandwidth_gbs(threads);

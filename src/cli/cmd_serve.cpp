@@ -82,7 +82,8 @@ ServingEngine load_engine(ServeOptions& options) {
   require(kv_tokens >= context, ErrorKind::InvalidInput,
           "--kv-tokens ({}) must hold at least one full context (--ctx {})", kv_tokens, context);
   session.cache.reset();
-  session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens, 16, kv_cache_dtype(options.model.kv_type));
+  session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens, KvCache::kDefaultBlockSize,
+                                            kv_cache_type(options.model.kv_type));
   options.scheduler.context = std::min(context, session.model->config.max_positions);
   engine.scheduler = std::make_unique<Scheduler>(session.transformer(), *session.cache, session.require_tokenizer(),
                                                  options.scheduler);

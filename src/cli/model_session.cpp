@@ -46,12 +46,6 @@ void add_sampling_options(CLI::App& command, GenerationOptions& options) {
   command.add_option("--stop", options.stop_strings, "Stop when this text appears (repeatable)");
 }
 
-DType kv_cache_dtype(const std::string& name) {
-  if (name == "f16") return DType::F16;
-  if (name == "f32") return DType::F32;
-  fail(ErrorKind::InvalidInput, "--kv-type '{}' is not a KV cache type: use f16 or f32", name);
-}
-
 const Tokenizer& ModelSession::require_tokenizer() const {
   require(tokenizer != nullptr, ErrorKind::NotFound,
           "'{}' has no tokenizer.json; copy the checkpoint's tokenizer files into it", model->path);
@@ -74,7 +68,8 @@ ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer
     session.require_tokenizer();
   }
   const int64_t context = std::min(options.context, session.model->config.max_positions);
-  session.cache = std::make_unique<KvCache>(session.model->config, context, 16, kv_cache_dtype(options.kv_type));
+  session.cache = std::make_unique<KvCache>(session.model->config, context, KvCache::kDefaultBlockSize,
+                                            kv_cache_type(options.kv_type));
   session.load_seconds = timer.seconds();
   spdlog::debug("loaded {} in {:.2f}s on {} ({} threads), context {} tokens, KV cache {:.1f} MiB of {}",
                 options.model_path, session.load_seconds, session.backend->name(), thread_pool().size(), context,

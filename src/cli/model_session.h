@@ -23,9 +23,6 @@ struct ModelOptions {
   std::string kv_type = "f32";
 };
 
-// The KV cache type a --kv-type value names (f32 or f16), or a clear error.
-DType kv_cache_dtype(const std::string& name);
-
 void add_model_options(CLI::App& command, ModelOptions& options);
 
 // How run and chat build the prompt and show the reply.

@@ -6,6 +6,12 @@
 
 namespace retort {
 
+DType kv_cache_type(std::string_view name) {
+  if (name == "f16") return DType::F16;
+  if (name == "f32") return DType::F32;
+  fail(ErrorKind::InvalidInput, "--kv-type '{}' is not a KV cache type: use f16 or f32", name);
+}
+
 KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size, DType dtype)
     : num_layers_(config.num_layers), kv_dim_(config.kv_dim()), block_size_(block_size), dtype_(dtype),
       element_bytes_(dtype_size(dtype)) {

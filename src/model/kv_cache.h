@@ -4,6 +4,7 @@
 // give their blocks back when they end, so memory follows the tokens actually in flight and the
 // scheduler can admit work by counting free blocks.
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "io/model_config.h"
@@ -16,18 +17,22 @@ struct KvSequence {
   int64_t length = 0;  // positions already in the cache
 };
 
+// The KV cache type a --kv-type value names ("f16" or "f32"), or an error saying which are accepted.
+DType kv_cache_type(std::string_view name);
+
 class KvCache {
  public:
   // dtype: F32 (exact; what the golden fixtures were made with) or F16 (half the memory and half
   // the bytes each decode step streams, llama.cpp's default too).
-  KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size = 16, DType dtype = DType::F32);
+  KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size = kDefaultBlockSize,
+          DType dtype = DType::F32);
+  static constexpr int64_t kDefaultBlockSize = 16;
 
   KvCacheLayout layer(int64_t layer);
   int64_t block_size() const { return block_size_; }
   int64_t total_blocks() const { return total_blocks_; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_list_.size()); }
   int64_t capacity_tokens() const { return total_blocks_ * block_size_; }
-  DType dtype() const { return dtype_; }
   size_t bytes() const { return keys_.size() * 2; }
   int64_t blocks_needed(const KvSequence& sequence, int64_t new_length) const;
 

@@ -71,11 +71,10 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
-uint8_t* MappedFile::begin_writing() {
-  if (!private_copy_) return nullptr;
+void MappedFile::begin_writing() {
+  require(private_copy_, ErrorKind::Internal, "'{}' is a view of the file, not a copy to rewrite", path_);
   require(::mprotect(const_cast<uint8_t*>(data_), size_, PROT_READ | PROT_WRITE) == 0, ErrorKind::Io,
           "cannot make the loaded copy of '{}' writable: {}", path_, std::strerror(errno));
-  return const_cast<uint8_t*>(data_);
 }
 
 void MappedFile::seal() {

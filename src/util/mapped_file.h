@@ -33,8 +33,8 @@ class MappedFile {
   // True when the bytes are this process's own copy (loaded into huge pages), not a view of the
   // file: only then can they be rewritten in place (a backend repacking weights for its kernels).
   bool is_private_copy() const { return private_copy_; }
-  // The copy's bytes, writable until seal(); nullptr for a view of the file.
-  uint8_t* begin_writing();
+  // Makes the copy's bytes (data()) writable until seal(); only for a private copy.
+  void begin_writing();
   void seal();  // read-only again
 
  private:
