@@ -103,13 +103,15 @@ test("a full queue answers 429 with Retry-After; the timeout ends long requests"
 });
 
 test("SIGTERM lets the in-flight stream finish, refuses new work, exits 0", { skip, timeout: 60000 }, async () => {
-  const response = await chat(100);  // well inside the 0.6 s timeout
+  const response = await chat(200);  // well inside the 0.6 s timeout
   let sent = false;
   const result = await readStream(response, () => { sent = true; server.stop("SIGTERM"); });
   assert.ok(sent);
   assert.equal(result.finish, "length");
-  assert.equal(result.usage.completion_tokens, 100);
+  assert.equal(result.usage.completion_tokens, 200);
   assert.ok(result.done);
+  // The stream can end before the server has taken the signal in; new work is refused from then on.
+  for (let i = 0; i < 100 && !/SIGTERM received/.test(server.stdout); ++i) await new Promise((r) => setTimeout(r, 20));
   const late = await chat(5).then((r) => r.status, () => "refused");
   assert.ok(late === 503 || late === "refused", `after SIGTERM: ${late}`);
   const { code } = await server.exited;
