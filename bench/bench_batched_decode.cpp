@@ -4,6 +4,7 @@
 // step whatever the batch, so the ratio shows how far a step stays memory-bound.
 //
 //   bench_batched_decode MODEL [--threads N] [--batches 1,4,16,32] [--steps 8] [--context 64] [--kv-type f16|f32]
+//                        [--act-type bf16|f32]   (both default to what `retort serve` uses: f16, bf16)
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -41,15 +42,17 @@ int main(int argc, char** argv) try {
   int64_t context = 64;  // positions already in each sequence when decoding starts
   std::vector<int> batches{1, 4, 16, 32};
   DType kv_type = DType::F16;
+  ActivationPrecision act_type = ActivationPrecision::Bf16;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batches")) batches = parse_list(argv[i + 1]);
     if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--context")) context = std::atoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--kv-type")) kv_type = kv_cache_type(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--act-type")) act_type = activation_precision(argv[i + 1]);
   }
   set_thread_count(threads);
-  CpuBackend backend;
+  CpuBackend backend(act_type);
   auto model = load_model(path, backend);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   KvCache cache(model->config, (context + steps + 16) * max_batch + 64, KvCache::kDefaultBlockSize, kv_type);

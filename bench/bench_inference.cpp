@@ -3,7 +3,9 @@
 // and KV cache read per token ÷ measured bandwidth).
 //
 //   bench_inference MODEL [--threads 1,2] [--prompt 128] [--decode 32] [--depth 0,4096]
-//                   [--kv-type f16|f32] [--reps 1] [--profile]
+//                   [--kv-type f16|f32] [--act-type bf16|f32] [--reps 1] [--profile]
+//
+// --kv-type and --act-type default to what `retort run` uses (f16, bf16).
 //
 // --depth D decodes --decode tokens after D positions already in the cache. Those positions are
 // filled with random keys and values instead of a D-token prefill (the time of attention does not
@@ -80,6 +82,7 @@ struct Options {
   int decode = 32;
   std::vector<int> depths{0};
   DType kv_type = DType::F16;
+  ActivationPrecision act_type = ActivationPrecision::Bf16;
   int reps = 1;
   bool profile = false;
 };
@@ -101,6 +104,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--depth") o.depths = parse_list(value);
     else if (key == "--reps") o.reps = std::max(1, std::stoi(value));
     else if (key == "--kv-type") o.kv_type = kv_cache_type(value);
+    else if (key == "--act-type") o.act_type = activation_precision(value);
     else throw std::runtime_error("unknown option " + key);
   }
   return o;
@@ -141,11 +145,11 @@ int main(int argc, char** argv) try {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: bench_inference MODEL [--threads 1,2] [--prompt N] [--decode N] [--depth 0,4096] "
-                 "[--kv-type f16|f32] [--reps N] [--profile]\n");
+                 "[--kv-type f16|f32] [--act-type bf16|f32] [--reps N] [--profile]\n");
     return 2;
   }
   const Options options = parse(argc, argv);
-  CpuBackend cpu;
+  CpuBackend cpu(options.act_type);
   ProfilingBackend profiler(cpu);
   Backend& backend = options.profile ? static_cast<Backend&>(profiler) : cpu;
   Timer load_timer;

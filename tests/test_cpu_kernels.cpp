@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <thread>
 #include <chrono>
@@ -37,25 +38,37 @@ std::vector<float> quantized_activation_values(const std::vector<float>& in, int
   return values;
 }
 
+std::vector<float> bf16_rounded(std::vector<float> values) {
+  for (float& v : values) v = bf16_to_f32(f32_to_bf16(v));
+  return values;
+}
+
 class CpuKernels : public ::testing::TestWithParam<const cpu::IsaKernels*> {};
 
 TEST_P(CpuKernels, MatmulMatchesReferenceForEveryDtypeAndAwkwardShape) {
-  CpuBackend backend(*GetParam());
-  std::mt19937 rng(1234);
-  const int64_t shapes[][3] = {{1, 1, 1},   {1, 7, 3},   {3, 5, 17},   {2, 13, 33},  {5, 9, 100},
-                               {4, 37, 95}, {1, 64, 256}, {7, 31, 129}, {9, 70, 45}, {20, 67, 131}, {33, 130, 96},
-                               {6, 19, 40}, {12, 8, 64}, {7, 11, 1500}, {13, 5, 2101}};  // the last two: column stretches
-  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
-    for (const auto& shape : shapes) {
-      const int64_t tokens = shape[0], rows = shape[1], cols = shape[2];
-      auto in = random_floats(static_cast<size_t>(tokens * cols), rng);
-      auto stored = test::store_weights(random_floats(static_cast<size_t>(rows * cols), rng), dtype);
-      std::vector<float> out(static_cast<size_t>(tokens * rows), -1.0f);
-      backend.matmul(out.data(), in.data(), WeightMatrix{dtype, stored.bytes.data(), rows, cols}, tokens);
-      auto want = test::reference_matmul(in, stored.exact, tokens, rows, cols);
-      for (size_t i = 0; i < out.size(); ++i) {
-        ASSERT_NEAR(out[i], want[i], test::dot_tolerance(cols, 4.0))
-            << dtype_name(dtype) << " tokens=" << tokens << " rows=" << rows << " cols=" << cols << " i=" << i;
+  for (ActivationPrecision precision : {ActivationPrecision::F32, ActivationPrecision::Bf16}) {
+    CpuBackend backend(*GetParam(), precision);
+    // Where the CPU has vdpbf16ps and Bf16 is asked for, bf16 weights meet activations rounded to bf16.
+    const bool rounds_activations =
+        precision == ActivationPrecision::Bf16 && cpu::bf16_dot_kernels_for(*GetParam()) != nullptr;
+    std::mt19937 rng(1234);
+    const int64_t shapes[][3] = {{1, 1, 1},   {1, 7, 3},   {3, 5, 17},   {2, 13, 33},  {5, 9, 100},
+                                 {4, 37, 95}, {1, 64, 256}, {7, 31, 129}, {9, 70, 45}, {20, 67, 131}, {33, 130, 96},
+                                 {6, 19, 40}, {12, 8, 64}, {7, 11, 1500}, {13, 5, 2101}};  // the last two: column stretches
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+      for (const auto& shape : shapes) {
+        const int64_t tokens = shape[0], rows = shape[1], cols = shape[2];
+        auto in = random_floats(static_cast<size_t>(tokens * cols), rng);
+        auto stored = test::store_weights(random_floats(static_cast<size_t>(rows * cols), rng), dtype);
+        std::vector<float> out(static_cast<size_t>(tokens * rows), -1.0f);
+        backend.matmul(out.data(), in.data(), WeightMatrix{dtype, stored.bytes.data(), rows, cols}, tokens);
+        if (dtype == DType::BF16 && rounds_activations) in = bf16_rounded(in);
+        auto want = test::reference_matmul(in, stored.exact, tokens, rows, cols);
+        for (size_t i = 0; i < out.size(); ++i) {
+          ASSERT_NEAR(out[i], want[i], test::dot_tolerance(cols, 4.0))
+              << dtype_name(dtype) << " tokens=" << tokens << " rows=" << rows << " cols=" << cols << " i=" << i
+              << " bf16 activations=" << rounds_activations;
+        }
       }
     }
   }
@@ -236,6 +249,25 @@ TEST_P(CpuKernels, EmbedConvertsRowsAndRejectsOutOfRangeIds) {
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, CpuKernels, ::testing::ValuesIn(available_isas()),
                          [](const auto& info) { return std::string(info.param->name); });
+
+// The activations' rounding for vdpbf16ps gives f32_to_bf16's bits (ties to even) at every length.
+TEST(Bf16DotKernels, RoundingGivesTheScalarBitsAtAwkwardLengths) {
+  const cpu::Bf16DotKernels* kernels = cpu::avx512bf16_dot_kernels();
+  if (kernels == nullptr) GTEST_SKIP() << "this CPU lacks AVX512-BF16";
+  std::mt19937 rng(99);
+  for (int64_t n : {1, 15, 31, 32, 33, 64, 100, 1543}) {
+    auto values = random_floats(static_cast<size_t>(n), rng, 3.0f);
+    if (n > 4) {  // exact ties between two bf16 values, both parities, and a NaN-free infinity
+      values[0] = bf16_to_f32(0x3f80) + 0x1p-8f;   // 1 + half an ulp: ties down to even 0x3f80
+      values[1] = bf16_to_f32(0x3f81) + 0x1p-8f;   // ties up to even 0x3f82
+      values[2] = -values[1];
+      values[3] = std::numeric_limits<float>::infinity();
+    }
+    std::vector<uint16_t> got(static_cast<size_t>(n));
+    kernels->round_to_bf16(got.data(), values.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], f32_to_bf16(values[i])) << "n=" << n << " i=" << i;
+  }
+}
 
 TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
   ThreadPool pool(3);

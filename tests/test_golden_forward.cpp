@@ -133,37 +133,59 @@ TEST_P(GoldenForward, MixedBatchMatchesSoloRuns) {
 // An f16 KV cache is judged like quantized weights (the fixture README's rule for reduced-precision
 // paths): mean KL divergence from the fixture's distributions and top-1 agreement over every
 // prompt position, and the greedy continuation. Printed for docs/performance.md.
-TEST_P(GoldenForward, F16KvCacheKeepsTheDistributionsAndTheGreedyTokens) {
-  KvCache cache(model_->config, 256, 16, DType::F16);
-  KvSequence seq;
-  auto logits = prompt_logits(cache, seq, fixture_.prompt.size());
-  ASSERT_EQ(logits.size(), fixture_.logits.size());
-  const auto positions = static_cast<int64_t>(fixture_.prompt.size());
+// Mean KL divergence of `logits` from the fixture's distributions and top-1 agreement over every
+// prompt position, printed for docs/performance.md, against the bounds a reduced-precision path
+// must keep.
+void expect_distributions_kept(const std::vector<float>& logits, const Fixture& fixture, int64_t vocab,
+                               const std::string& label) {
+  ASSERT_EQ(logits.size(), fixture.logits.size());
+  const auto positions = static_cast<int64_t>(fixture.prompt.size());
   double kl_total = 0, worst = 0;
   int64_t same_top1 = 0;
   for (int64_t t = 0; t < positions; ++t) {
-    const float* want = fixture_.logits.data() + t * vocab_;
-    const float* got = logits.data() + t * vocab_;
-    const double want_max = *std::max_element(want, want + vocab_), got_max = *std::max_element(got, got + vocab_);
+    const float* want = fixture.logits.data() + t * vocab;
+    const float* got = logits.data() + t * vocab;
+    const double want_max = *std::max_element(want, want + vocab), got_max = *std::max_element(got, got + vocab);
     double want_sum = 0, got_sum = 0;
-    for (int64_t v = 0; v < vocab_; ++v) {
+    for (int64_t v = 0; v < vocab; ++v) {
       want_sum += std::exp(want[v] - want_max);
       got_sum += std::exp(got[v] - got_max);
       worst = std::max(worst, double(std::fabs(got[v] - want[v])));
     }
     double kl = 0;
-    for (int64_t v = 0; v < vocab_; ++v) {
+    for (int64_t v = 0; v < vocab; ++v) {
       const double log_p = want[v] - want_max - std::log(want_sum), log_q = got[v] - got_max - std::log(got_sum);
       kl += std::exp(log_p) * (log_p - log_q);
     }
     kl_total += kl;
-    same_top1 += argmax(want, vocab_) == argmax(got, vocab_);
+    same_top1 += argmax(want, vocab) == argmax(got, vocab);
   }
   const double mean_kl = kl_total / double(positions), top1 = double(same_top1) / double(positions);
-  std::printf("f16 KV, %s: mean KL %.3g, top-1 agreement %.4f, max |dlogit| / std %.3g\n", GetParam().fixture.c_str(),
-              mean_kl, top1, worst / fixture_.logits_std);
-  EXPECT_LE(mean_kl, 1e-4);
-  EXPECT_GE(top1, 0.98);
+  std::printf("%s: mean KL %.3g, top-1 agreement %.4f, max |dlogit| / std %.3g\n", label.c_str(), mean_kl, top1,
+              worst / fixture.logits_std);
+  EXPECT_LE(mean_kl, 1e-4) << label;
+  EXPECT_GE(top1, 0.98) << label;
+}
+
+TEST_P(GoldenForward, F16KvCacheKeepsTheDistributionsAndTheGreedyTokens) {
+  KvCache cache(model_->config, 256, 16, DType::F16);
+  KvSequence seq;
+  auto logits = prompt_logits(cache, seq, fixture_.prompt.size());
+  expect_distributions_kept(logits, fixture_, vocab_, "f16 KV, " + GetParam().fixture);
+  EXPECT_EQ(greedy_after_prompt(cache, seq, logits), fixture_.greedy);
+}
+
+// Activations rounded to bf16 where they meet bf16 weights (the HF fixtures' weights are bf16;
+// vdpbf16ps on CPUs with AVX512-BF16, elsewhere the f32 path), judged the same way.
+TEST_P(GoldenForward, Bf16ActivationsKeepTheDistributionsAndTheGreedyTokens) {
+  model_.reset();  // bound to the backend it was loaded onto
+  backend_ = std::make_unique<CpuBackend>(*GetParam().isa, ActivationPrecision::Bf16);
+  model_ = load_model(GetParam().from_gguf ? dir_ + "/model.f32.gguf" : dir_, *backend_);
+  KvCache cache(model_->config, 256, 16, DType::F16);
+  KvSequence seq;
+  auto logits = prompt_logits(cache, seq, fixture_.prompt.size());
+  expect_distributions_kept(logits, fixture_, vocab_, "bf16 activations and f16 KV, " + backend_->name() + ", " +
+                                                          GetParam().fixture);
   EXPECT_EQ(greedy_after_prompt(cache, seq, logits), fixture_.greedy);
 }
 

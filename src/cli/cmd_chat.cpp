@@ -141,6 +141,7 @@ void add_chat_command(CLI::App& app) {
   auto options = std::make_shared<ChatOptions>();
   auto* command = app.add_subcommand("chat", "Interactive multi-turn chat with a model");
   options->model.kv_type = "f16";  // llama.cpp's default too; --kv-type f32 for exact
+  options->model.act_type = "bf16";  // llama.cpp does the same for bf16 files; --act-type f32 for exact
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
   add_chat_display_options(*command, options->chat);

@@ -53,6 +53,7 @@ void add_run_command(CLI::App& app) {
   auto options = std::make_shared<RunOptions>();
   auto* command = app.add_subcommand("run", "Generate a reply to one prompt, streamed to stdout");
   options->model.kv_type = "f16";  // llama.cpp's default too; --kv-type f32 for exact
+  options->model.act_type = "bf16";  // llama.cpp does the same for bf16 files; --act-type f32 for exact
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
   add_chat_display_options(*command, options->chat);

@@ -174,6 +174,7 @@ void add_serve_command(CLI::App& app) {
   auto* command = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching");
   ServeOptions& o = *options;
   o.model.kv_type = "f16";  // llama.cpp's default too; --kv-type f32 for exact
+  o.model.act_type = "bf16";  // llama.cpp does the same for bf16 files; --act-type f32 for exact
   add_model_options(*command, o.model);
   command->get_option("MODEL")->required(false);  // may come from --config
   command->add_option("--config", o.config_path, "Read flags from a YAML file (keys are flag names; flags given here win)");

@@ -20,6 +20,10 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("--kv-type", options.kv_type,
                      "KV cache element type: f16 (half the memory and the bytes read per token) or f32 (exact)")
       ->capture_default_str();
+  command.add_option("--act-type", options.act_type,
+                     "Activations meeting bf16 weights: bf16 (vdpbf16ps on CPUs with AVX512-BF16, twice the "
+                     "multiply-adds per instruction, as llama.cpp) or f32 (exact)")
+      ->capture_default_str();
   command.add_flag("--mmap", options.mmap,
                    "Use the weights in place from the page cache (less memory; slower decode than the default of "
                    "loading them into huge pages)");
@@ -57,7 +61,7 @@ ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer
   set_default_map_mode(options.mmap ? MapMode::Map : MapMode::LoadHugePages);
   ModelSession session;
   Timer timer;
-  session.backend = std::make_unique<CpuBackend>();
+  session.backend = std::make_unique<CpuBackend>(activation_precision(options.act_type));
   session.model = load_model(options.model_path, *session.backend);
   const auto tokenizer_path = std::filesystem::path(options.model_path) / "tokenizer.json";
   if (session.model->gguf) {

@@ -21,6 +21,9 @@ struct ModelOptions {
   // The KV cache's element type: f32 by default where results are compared against other engines
   // (logits, eval); run, chat and serve set f16 before adding the flag.
   std::string kv_type = "f32";
+  // What activations meeting bf16 weights are rounded to (ActivationPrecision): f32 (exact) by
+  // default; run, chat and serve set bf16, as they do f16 for the KV cache.
+  std::string act_type = "f32";
 };
 
 void add_model_options(CLI::App& command, ModelOptions& options);

@@ -76,15 +76,24 @@ void convert_to_f32(float* out, const void* in, DType dtype, int64_t count) {
   }
 }
 
-CpuBackend::CpuBackend() : CpuBackend(cpu::active_kernels()) {}
+ActivationPrecision activation_precision(std::string_view name) {
+  if (name == "f32") return ActivationPrecision::F32;
+  if (name == "bf16") return ActivationPrecision::Bf16;
+  fail(ErrorKind::InvalidInput, "--act-type '{}' is not an activation type: use bf16 or f32", name);
+}
 
-CpuBackend::CpuBackend(const cpu::IsaKernels& kernels)
-    : kernels_(kernels), integer_kernels_(cpu::integer_kernels_for(kernels)) {}
+CpuBackend::CpuBackend(ActivationPrecision precision) : CpuBackend(cpu::active_kernels(), precision) {}
+
+CpuBackend::CpuBackend(const cpu::IsaKernels& kernels, ActivationPrecision precision)
+    : kernels_(kernels),
+      integer_kernels_(cpu::integer_kernels_for(kernels)),
+      bf16_kernels_(precision == ActivationPrecision::Bf16 ? cpu::bf16_dot_kernels_for(kernels) : nullptr) {}
 
 std::string CpuBackend::name() const {
   std::string name = std::string("cpu-") + kernels_.name;
   if (integer_kernels_ != nullptr && std::string_view(integer_kernels_->name) != kernels_.name)
     name += std::string("+") + integer_kernels_->name;
+  if (bf16_kernels_ != nullptr) name += std::string("+") + bf16_kernels_->name;
   return name;
 }
 
@@ -110,27 +119,34 @@ void CpuBackend::matmul(float* out, const float* in, const WeightMatrix& w, int6
 void CpuBackend::matmuls(const float* in, int64_t tokens, std::span<const MatmulTarget> targets) {
   struct Piece {
     const MatmulTarget* target;
-    cpu::QuantMatmulFn integer;  // else the float tile, else dequantize-and-dot
+    cpu::QuantMatmulFn integer;  // else bf16 pairs, else the float tile, else dequantize-and-dot
+    bool bf16_pairs;
     cpu::MatmulTileFn tile;
     int64_t begin, end;
   };
   thread_local std::vector<Piece> pieces;
   thread_local cpu::QuantizedActivations quantized;
+  thread_local std::vector<uint16_t> bf16_activations;
   pieces.clear();
-  bool needs_quantized = false;
+  bool needs_quantized = false, needs_bf16 = false;
+  const int64_t cols = targets[0].w.cols;
   for (const MatmulTarget& target : targets) {
-    require(target.w.cols == targets[0].w.cols, ErrorKind::Internal, "matmuls of one input need equal column counts");
+    require(target.w.cols == cols, ErrorKind::Internal, "matmuls of one input need equal column counts");
     cpu::QuantMatmulFn integer = integer_kernel_for(integer_kernels_, target.w);
-    cpu::MatmulTileFn tile = integer ? nullptr : tile_for(kernels_, target.w.dtype);
+    const bool bf16_pairs = integer == nullptr && bf16_kernels_ != nullptr && target.w.dtype == DType::BF16;
+    cpu::MatmulTileFn tile = integer || bf16_pairs ? nullptr : tile_for(kernels_, target.w.dtype);
     needs_quantized |= integer != nullptr;
+    needs_bf16 |= bf16_pairs;
     const auto grain = static_cast<int64_t>(row_grain(target.w));
     for (int64_t begin = 0; begin < target.w.rows; begin += grain)
-      pieces.push_back({&target, integer, tile, begin, std::min(target.w.rows, begin + grain)});
+      pieces.push_back({&target, integer, bf16_pairs, tile, begin, std::min(target.w.rows, begin + grain)});
   }
-  if (needs_quantized) quantize_for_integer_kernels(in, tokens, targets[0].w.cols, quantized);
-  // A plain reference for the workers: inside the lambda the thread_local's name would mean each
+  if (needs_quantized) quantize_for_integer_kernels(in, tokens, cols, quantized);
+  if (needs_bf16) round_for_bf16_kernels(in, tokens * cols, bf16_activations);
+  // Plain references for the workers: inside the lambda a thread_local's name would mean each
   // worker's own (empty) instance.
   const cpu::QuantizedActivations& activations = quantized;
+  const uint16_t* bf16_in = bf16_activations.data();
   const std::vector<Piece>& work = pieces;
   thread_pool().parallel_for(work.size(), 1, [&](size_t first, size_t last) {
     for (size_t i = first; i < last; ++i) {
@@ -138,6 +154,8 @@ void CpuBackend::matmuls(const float* in, int64_t tokens, std::span<const Matmul
       const WeightMatrix& w = p.target->w;
       if (p.integer != nullptr) {
         p.integer(p.target->out, w.rows, activations, w.data, p.begin, p.end);
+      } else if (p.bf16_pairs) {
+        bf16_kernels_->matmul_bf16(p.target->out, w.rows, bf16_in, tokens, w.data, w.cols, p.begin, p.end);
       } else if (p.tile != nullptr) {
         p.tile(p.target->out, w.rows, in, w.cols, w.data, w.cols, p.begin, p.end, tokens);
       } else {
@@ -154,6 +172,16 @@ void CpuBackend::quantize_for_integer_kernels(const float* in, int64_t tokens, i
   const cpu::QuantizeRowsFn quantize = integer_kernels_->quantize_rows;
   thread_pool().parallel_for(static_cast<size_t>(tokens), 4, [&](size_t begin, size_t end) {
     quantize(in, static_cast<int64_t>(begin), static_cast<int64_t>(end), out);
+  });
+}
+
+void CpuBackend::round_for_bf16_kernels(const float* in, int64_t count, std::vector<uint16_t>& out) {
+  out.resize(static_cast<size_t>(count));
+  constexpr int64_t kGrain = 1 << 14;  // a multiple of every vector width
+  thread_pool().parallel_for(static_cast<size_t>((count + kGrain - 1) / kGrain), 1, [&](size_t first, size_t last) {
+    const int64_t begin = static_cast<int64_t>(first) * kGrain;
+    const int64_t end = std::min(count, static_cast<int64_t>(last) * kGrain);
+    bf16_kernels_->round_to_bf16(out.data() + begin, in + begin, end - begin);
   });
 }
 

@@ -36,6 +36,10 @@ const IntegerDotKernels* integer_kernels_for(const IsaKernels& kernels) {
   return avx2_integer_kernels();
 }
 
+const Bf16DotKernels* bf16_dot_kernels_for(const IsaKernels& kernels) {
+  return &kernels == avx512_kernels() ? avx512bf16_dot_kernels() : nullptr;
+}
+
 const IsaKernels& active_kernels() {
   static const IsaKernels& chosen = choose_kernels();
   return chosen;

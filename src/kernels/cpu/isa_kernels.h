@@ -65,14 +65,31 @@ struct IntegerDotKernels {
   QuantMatmulFn matmul_q6_k_x8;
 };
 
+// bf16 weights (the file's rows) against activations rounded to bf16 once per input, products
+// summed in f32: out[t · out_stride + r] = Σ_k in[t · cols + k] · W[r · cols + k] for rows
+// [row_begin, row_end) and every token. A reduced-precision path (the activations lose their low
+// 16 bits), so CpuBackend takes it only when asked (MatmulPrecision::Fast).
+using Bf16MatmulFn = void (*)(float* out, int64_t out_stride, const uint16_t* in, int64_t tokens,
+                              const void* weights, int64_t cols, int64_t row_begin, int64_t row_end);
+using RoundToBf16Fn = void (*)(uint16_t* out, const float* in, int64_t n);  // round to nearest even
+
+struct Bf16DotKernels {
+  const char* name;
+  RoundToBf16Fn round_to_bf16;
+  Bf16MatmulFn matmul_bf16;
+};
+
 const IsaKernels& scalar_kernels();
 const IsaKernels* avx2_kernels();    // nullptr when the CPU lacks AVX2+FMA+F16C
 const IsaKernels* avx512_kernels();  // nullptr when the CPU lacks AVX-512 F/BW/VL
 const IntegerDotKernels* avx2_integer_kernels();  // nullptr without AVX2 (maddubs + madd)
 const IntegerDotKernels* vnni_integer_kernels();  // nullptr without AVX512-VNNI/VL (dpbusd)
+const Bf16DotKernels* avx512bf16_dot_kernels();    // nullptr without AVX512-BF16 (vdpbf16ps)
 // The best integer set to pair with a float set: none for scalar, VNNI beside AVX-512 where the
 // CPU has it, else the AVX2 form.
 const IntegerDotKernels* integer_kernels_for(const IsaKernels& kernels);
+// vdpbf16ps beside the AVX-512 set where the CPU has it; none beside the others.
+const Bf16DotKernels* bf16_dot_kernels_for(const IsaKernels& kernels);
 // The best set this CPU runs; RETORT_ISA=scalar|avx2|avx512 forces one (for tests and benchmarks).
 const IsaKernels& active_kernels();
 
