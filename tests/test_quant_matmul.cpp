@@ -122,9 +122,11 @@ void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t r
 // Rows [2, 13): a range that starts inside the matrix and is not a multiple of the tile.
 TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) { check_against_f64(*GetParam(), false, 13, 2, 2024); }
 
-// The Interleaved8 layout: 3 groups of 8 rows, the range starting at the second group.
+// The Interleaved8 layout: 3 groups of 8 rows, the range starting at the second group (one pair
+// of groups for the 512-bit kernels); then 7 groups from the first (three pairs and one left over).
 TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
   check_against_f64(*GetParam(), true, 24, 8, 77);
+  check_against_f64(*GetParam(), true, 56, 0, 78);
 }
 
 // The largest 4-bit products (every nibble 15, every activation 127) through the interleaved Q4_0
@@ -134,7 +136,7 @@ TEST_P(IntegerDot, InterleavedNibbleExtremesDoNotWrap) {
   const uint16_t one = f32_to_f16(1.0f);
   for (BlockType type : {BlockType::Q4_0, BlockType::Q4_K}) {
     const BlockFormat& format = block_format(type);
-    const int64_t rows = 8, cols = 2 * format.block_elements;
+    const int64_t rows = 24, cols = 2 * format.block_elements;  // a pair of groups and one more
     std::vector<uint8_t> bytes(static_cast<size_t>(quantized_row_bytes(type, cols) * rows));
     for (int64_t b = 0; b < rows * cols / format.block_elements; ++b) {
       uint8_t* block = bytes.data() + b * format.block_bytes;

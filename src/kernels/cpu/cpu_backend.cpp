@@ -53,10 +53,10 @@ cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, con
 }
 
 // Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
-// Interleaved matrices are cut in whole groups of 8 rows.
+// Interleaved matrices are cut in pairs of groups of 8 rows (the 512-bit kernels take 16 at once).
 size_t row_grain(const WeightMatrix& w) {
   size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
-  const size_t multiple = w.layout == WeightLayout::Interleaved8 ? 8 : 4;
+  const size_t multiple = w.layout == WeightLayout::Interleaved8 ? 16 : 4;
   return std::max<size_t>(multiple, (64 * 1024) / std::max<size_t>(row_bytes, 1)) / multiple * multiple;
 }
 

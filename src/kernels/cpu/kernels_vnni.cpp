@@ -1,4 +1,5 @@
-// AVX512-VNNI instantiation of the integer dot products (256-bit vpdpbusd through AVX512-VL);
+// AVX512-VNNI instantiation of the integer dot products (vpdpbusd: 256-bit through AVX512-VL for
+// the row-major kernels, 512-bit for two interleaved groups at once);
 // compiled with -mavx512vnni in a unit of its own, since some AVX-512 CPUs lack VNNI.
 #include <immintrin.h>
 
@@ -20,6 +21,60 @@ struct VnniIntegerDot {
 
 #include "kernels/cpu/quant_matmul.inc"
 
+// Two neighbouring groups of 8 rows side by side in 512 bits (interleaved_matmul.inc): each
+// 32-byte load of a group's block is paired with the same bytes of the next group, so one
+// vpdpbusd does 16 rows × 4 columns against the same 4 broadcast activation bytes.
+struct Lanes16Vnni {
+  using ivec = __m512i;
+  using fvec = __m512;
+  static constexpr int64_t kRows = 16;
+  static __m128i load_16_bytes(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static __m128i two_8_byte_fields(const uint8_t* p, int64_t next) {
+    return _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
+                              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + next)));
+  }
+  static ivec quants(const uint8_t* p, int64_t next) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load_32_bytes(p)), load_32_bytes(p + next), 1);
+  }
+  static fvec halves(const uint8_t* p, int64_t next) {
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(load_16_bytes(p)), load_16_bytes(p + next), 1));
+  }
+  static ivec byte_field(const uint8_t* field, int k, int64_t next) {
+    return _mm512_cvtepu8_epi32(two_8_byte_fields(field + 8 * k, next));
+  }
+  static ivec signed_byte_field(const uint8_t* field, int64_t next) {
+    return _mm512_cvtepi8_epi32(two_8_byte_fields(field, next));
+  }
+  static void prefetch(const uint8_t* p, int64_t next) {
+    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + next), _MM_HINT_T0);
+  }
+  static ivec broadcast4(const int8_t* p) { return _mm512_set1_epi32(load_4_bytes(p)); }
+  static ivec dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  static ivec nibble_dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  static ivec nibble_total(ivec acc) { return acc; }
+  static ivec abs8(ivec w) { return _mm512_abs_epi8(w); }
+  // a with w's sign: AVX-512 has no vpsignb, so negate where w < 0 (where w = 0, |w| = 0 anyway).
+  static ivec sign8(ivec a, ivec w) { return _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), _mm512_setzero_si512(), a); }
+  static ivec izero() { return _mm512_setzero_si512(); }
+  static ivec bytes(char c) { return _mm512_set1_epi8(c); }
+  static ivec int32s(int32_t v) { return _mm512_set1_epi32(v); }
+  static ivec and_(ivec a, ivec b) { return _mm512_and_si512(a, b); }
+  static ivec or_(ivec a, ivec b) { return _mm512_or_si512(a, b); }
+  static ivec sub32(ivec a, ivec b) { return _mm512_sub_epi32(a, b); }
+  static ivec srli16(ivec a, int n) { return _mm512_srli_epi16(a, static_cast<unsigned>(n)); }
+  static ivec slli16(ivec a, int n) { return _mm512_slli_epi16(a, static_cast<unsigned>(n)); }
+  static ivec srli32(ivec a, int n) { return _mm512_srli_epi32(a, static_cast<unsigned>(n)); }
+  static ivec slli32(ivec a, int n) { return _mm512_slli_epi32(a, static_cast<unsigned>(n)); }
+  static fvec fzero() { return _mm512_setzero_ps(); }
+  static fvec floats(float v) { return _mm512_set1_ps(v); }
+  static fvec to_float(ivec a) { return _mm512_cvtepi32_ps(a); }
+  static fvec mul(fvec a, fvec b) { return _mm512_mul_ps(a, b); }
+  static fvec fmadd(fvec a, fvec b, fvec c) { return _mm512_fmadd_ps(a, b, c); }
+  static fvec fnmadd(fvec a, fvec b, fvec c) { return _mm512_fnmadd_ps(a, b, c); }
+  static void store(float* p, fvec v) { _mm512_storeu_ps(p, v); }
+};
+
 }  // namespace
 
 const IntegerDotKernels* vnni_integer_kernels() {
@@ -27,7 +82,7 @@ const IntegerDotKernels* vnni_integer_kernels() {
   // instruction set's registers.
   const auto& cpu = cpu_features();
   if (!(cpu.avx512_vnni && cpu.avx512vl && cpu.avx512bw && cpu.avx512f && cpu.f16c)) return nullptr;
-  static const IntegerDotKernels kernels = make_integer_kernels<VnniIntegerDot>("vnni");
+  static const IntegerDotKernels kernels = make_integer_kernels<VnniIntegerDot, Lanes16Vnni>("vnni");
   return &kernels;
 }
 
