@@ -21,8 +21,8 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
           "the KV cache type must be f32 or f16, not {}", dtype_name(dtype));
   total_blocks_ = (capacity_tokens + block_size - 1) / block_size;
   const size_t bytes = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_ * kv_dim_) * element_bytes_;
-  keys_.assign(bytes, 0);
-  values_.assign(bytes, 0);
+  keys_ = HugePageBuffer(bytes);  // zeroed by the kernel as pages are first written
+  values_ = HugePageBuffer(bytes);
   free_list_.reserve(static_cast<size_t>(total_blocks_));
   // Handed out from the back, so lower block ids go first.
   for (int64_t block = total_blocks_ - 1; block >= 0; --block) free_list_.push_back(static_cast<int32_t>(block));

@@ -9,6 +9,7 @@
 
 #include "io/model_config.h"
 #include "kernels/backend.h"
+#include "util/huge_page_buffer.h"
 
 namespace retort {
 
@@ -55,8 +56,8 @@ class KvCache {
   int64_t total_blocks_;
   DType dtype_;
   size_t element_bytes_;
-  std::vector<uint8_t> keys_;    // [layers × blocks × block_size × kv_dim] elements of dtype_
-  std::vector<uint8_t> values_;  // same
+  HugePageBuffer keys_;    // [layers × blocks × block_size × kv_dim] elements of dtype_
+  HugePageBuffer values_;  // same
   std::vector<int32_t> free_list_;
 };
 

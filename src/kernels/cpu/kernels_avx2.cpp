@@ -15,6 +15,7 @@ struct Avx2 {
   using reg = __m256;
   static constexpr int width = 8;
   static constexpr int kTileRows = 2;  // 2 rows × 6 tokens = 12 accumulators of 16 registers
+  static constexpr int kScoreHeads = 2;  // 2 heads × 4 positions = 8 accumulators
   static reg zero() { return _mm256_setzero_ps(); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
@@ -41,6 +42,10 @@ struct Avx2 {
     sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
     sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
     return _mm_cvtss_f32(sum);
+  }
+  static __m128 reduce4(reg a, reg b, reg c, reg d) {
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));  // per 128-bit half
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
   }
 };
 

@@ -15,6 +15,9 @@ struct Avx512 {
   using reg = __m512;
   static constexpr int width = 16;
   static constexpr int kTileRows = 4;  // 4 rows × 6 tokens = 24 accumulators of 32 registers
+  // 6 heads × 4 positions = 24 accumulators: the 6 query heads of a Qwen2 1.5B KV head (7B: 7,
+  // Llama 8B: 4) read each converted key vector once.
+  static constexpr int kScoreHeads = 6;
   static reg zero() { return _mm512_setzero_ps(); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
@@ -37,6 +40,11 @@ struct Avx512 {
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg broadcast(float a) { return _mm512_set1_ps(a); }
   static float reduce(reg v) { return _mm512_reduce_add_ps(v); }
+  static __m256 fold(reg v) { return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)); }
+  static __m128 reduce4(reg a, reg b, reg c, reg d) {
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(fold(a), fold(b)), _mm256_hadd_ps(fold(c), fold(d)));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+  }
 };
 
 #include "kernels/cpu/kernels_simd.inc"
