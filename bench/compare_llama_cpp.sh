@@ -12,7 +12,9 @@
 #       one decode step of 8 and 16 seqs     llama-batched-bench -npp 128 -ntg 32 -npl 8,16 (S_TG)
 #                                            bench_batched_decode --context 128 --batches 8,16
 #     plus retort's decode as a share of the bandwidth roofline (bytes of weights and KV read per
-#     token ÷ the bandwidth probe measured in the same process).
+#     token ÷ the bandwidth probe measured in the same process). Both engines run with what a user
+#     gets by default: f16 KV cache; for bf16 weights, activations rounded to bf16 where the CPU has
+#     AVX512-BF16 (retort's --act-type bf16, llama.cpp's vec_dot type for bf16).
 #
 #   bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR]
 #   env: MODELS="DeepSeek-R1-Distill-Qwen-1.5B DeepSeek-R1-Distill-Llama-8B" THREADS="1 2"
@@ -22,6 +24,7 @@
 #        LLAMA_CACHE=.cache/llama-compare/llama-results.txt: llama.cpp's figures are kept there, one
 #        "model type threads test value" line each, and reused by later runs (they do not change with
 #        retort's build); delete the file, or set LLAMA_CACHE="", to measure llama.cpp again
+#        (on a VM whose speed drifts, LLAMA_CACHE="" keeps each pair of figures minutes apart)
 #
 # q4_k is llama-quantize's Q4_K_M recipe applied to the bf16 file (retort quantize when the binary
 # is absent). llama.cpp is not part of retort: build it yourself beside the project (llama-bench,

@@ -1,6 +1,9 @@
 // `retort convert HF_DIR -o model.gguf --type T` and `retort quantize IN.gguf OUT.gguf --type T`.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <string>
 
 #include "cli/commands.h"
 #include "quant/convert.h"
@@ -21,12 +24,31 @@ struct ConvertOptions {
   int threads = 0;
 };
 
-// One line per tensor, rewritten in place on a terminal.
+// A bar by tensors with the MiB written and the rate, redrawn in place on a terminal; elsewhere
+// (a log, CI) a line at every tenth of the tensors instead of one per tensor.
 ConvertProgress progress_printer() {
+  struct State {
+    Timer timer;
+    double bytes = 0;
+    size_t next_line = 0;  // tensors done at which the next plain line is printed
+  };
   const bool terminal = stderr_is_terminal();
-  return ConvertProgress{[terminal](const std::string& tensor, size_t index, size_t count) {
-    std::fprintf(stderr, terminal ? "\r\x1b[K[%zu/%zu] %s" : "[%zu/%zu] %s\n", index + 1, count, tensor.c_str());
-    if (terminal && index + 1 == count) std::fputc('\n', stderr);
+  auto state = std::make_shared<State>();
+  return ConvertProgress{[terminal, state](const std::string& tensor, size_t index, size_t count, size_t bytes) {
+    state->bytes += static_cast<double>(bytes);
+    const size_t done = index + 1;
+    const double mib = state->bytes / 1048576.0;
+    const double rate = state->bytes / 1e6 / std::max(state->timer.seconds(), 1e-6);
+    if (terminal) {
+      constexpr size_t kWidth = 30;
+      const size_t filled = done * kWidth / count;
+      std::fprintf(stderr, "\r\x1b[K[%s%s] %zu/%zu tensors, %.0f MiB, %.0f MB/s  %s", std::string(filled, '=').c_str(),
+                   std::string(kWidth - filled, ' ').c_str(), done, count, mib, rate, tensor.c_str());
+      if (done == count) std::fputc('\n', stderr);
+    } else if (done >= state->next_line || done == count) {
+      std::fprintf(stderr, "%zu/%zu tensors, %.0f MiB written, %.0f MB/s\n", done, count, mib, rate);
+      state->next_line = done + std::max<size_t>(1, count / 10);
+    }
   }};
 }
 

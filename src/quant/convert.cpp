@@ -135,7 +135,7 @@ void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path, 
         values = interleave_rotary_rows(values, heads, config.head_dim, tensor.shape.size() == 2 ? cols : 1);
       }
       encode(values, type, static_cast<int64_t>(values.size()) / cols, cols, out);
-      if (progress.on_tensor) progress.on_tensor(tensor.gguf_name, i, expected.size());
+      if (progress.on_tensor) progress.on_tensor(tensor.gguf_name, i, expected.size(), out.size());
     });
   }
   if (config.rope.scaling == RopeScaling::Llama3) {
@@ -176,7 +176,7 @@ void quantize_gguf(const std::string& in_path, const std::string& out_path, Quan
       std::vector<float> values = to_f32(*view);
       const int64_t cols = view->shape.back();
       encode(values, type, static_cast<int64_t>(values.size()) / cols, cols, out);
-      if (progress.on_tensor) progress.on_tensor(view->name, i, input.tensor_infos().size());
+      if (progress.on_tensor) progress.on_tensor(view->name, i, input.tensor_infos().size(), out.size());
     });
   }
   writer.write(out_path);

@@ -15,7 +15,8 @@ QuantRecipe parse_quant_recipe(const std::string& name);  // f32|f16|bf16|q8_0|q
 std::string recipe_name(QuantRecipe recipe);
 
 struct ConvertProgress {
-  std::function<void(const std::string& tensor, size_t index, size_t count)> on_tensor;
+  // Called as each tensor's data is ready: its name, index, the tensor count and its bytes in the output.
+  std::function<void(const std::string& tensor, size_t index, size_t count, size_t bytes)> on_tensor;
 };
 
 void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path, QuantRecipe recipe,
