@@ -27,6 +27,12 @@ CommandResult run_command(const std::string& command) {
   return result;
 }
 
+std::string mpirun_prefix(int ranks, const std::string& env) {
+  // vader's single-copy mode needs ptrace rights that containers usually lack; plain copies work anywhere.
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none " +
+         env + " timeout 120 mpirun -np " + std::to_string(ranks) + " --oversubscribe ";
+}
+
 bool kill_retort_when(const std::vector<std::string>& args, const std::function<bool()>& ready,
                       std::chrono::seconds timeout) {
   std::vector<char*> argv{const_cast<char*>("retort")};

@@ -45,6 +45,12 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command);
 
+// The start of a command line that runs `ranks` processes under Open MPI's mpirun on this machine:
+// more ranks than cores allowed (--oversubscribe), root allowed (containers, CI) through Open MPI's
+// two variables, a 2-minute limit so a hung job fails the test instead of the suite. Append the
+// program and its arguments. `env` goes before mpirun (e.g. "RETORT_RANKS_PER_NODE=2").
+std::string mpirun_prefix(int ranks, const std::string& env = "");
+
 // "tiny-r1-qwen" → "tiny_r1_qwen": a fixture's name as a gtest parameter name (letters, digits, _).
 template <typename Param>
 std::string fixture_test_name(const testing::TestParamInfo<Param>& info) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "build_info.h"
 #include "cli/commands.h"
 #include "kernels/device_info.h"
@@ -322,6 +323,12 @@ Section judge_build(const DoctorFacts& facts) {
     section.note(fmt::format("CUDA backend: not compiled in ({})", facts.cuda.why_not));
   }
   section.note(fmt::format("Ascend backend: not compiled in ({})", facts.npu.why_not_compiled_in));
+  if (dist::mpi_compiled_in()) {
+    section.ok("MPI: compiled in (data-parallel train/distill under mpirun)");
+  } else {
+    section.note(fmt::format("MPI: not compiled in ({}); for data-parallel training install libopenmpi-dev "
+                             "openmpi-bin and rebuild", dist::mpi_why_not()));
+  }
   return section;
 }
 
