@@ -1,6 +1,7 @@
 // `retort train CONFIG.yaml [--resume]`: language-model training / fine-tuning from a YAML config
 // (see docs/training.md and configs/train/). The loop lives in src/train/trainer.cpp.
 #include "cli/commands.h"
+#include "dist/data_parallel.h"
 #include "train/trainer.h"
 #include "util/log.h"
 
@@ -20,7 +21,14 @@ void add_train_command(CLI::App& app) {
   command->callback([options] {
     std::vector<train::ConfigEntry> entries;
     const train::TrainConfig config = train::load_train_config(options->config_path, &entries);
-    const train::TrainRunResult result = train::run_training(config, entries, {options->resume});
+    const auto ranks = dist::join_data_parallel(config, entries, options->resume);
+    train::TrainRunResult result;
+    try {
+      result = train::run_training(config, entries, {options->resume, ranks.get()});
+    } catch (const std::exception& error) {
+      dist::end_all_ranks_on_error(error);
+      throw;
+    }
     spdlog::info("trained {} steps, final loss {:.4f}; model in {}", result.steps, result.final_loss,
                  result.last_checkpoint);
   });

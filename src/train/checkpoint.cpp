@@ -94,6 +94,8 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointConte
   nlohmann::json state{{"step", s.step},         {"data_epoch", s.data.epoch}, {"data_index", s.data.index},
                        {"seed", s.seed},         {"rng_state", s.rng_state},   {"tokens_seen", s.tokens_seen},
                        {"model", shape_signature(*contents.config)}};
+  // Absent means one process, so a single-process run's checkpoints keep their earlier bytes.
+  if (s.ranks > 1) state["ranks"] = s.ranks;
   if (write_extra) write_extra(temp_dir.string());
   // Written last: its presence marks the checkpoint complete.
   write_file_atomically((temp_dir / kStateFile).string(), state.dump(2) + "\n");
@@ -142,6 +144,7 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
   s.seed = state_json.at("seed").get<uint64_t>();
   s.rng_state = state_json.at("rng_state").get<uint64_t>();
   s.tokens_seen = state_json.at("tokens_seen").get<int64_t>();
+  s.ranks = state_json.value("ranks", int64_t(1));
   return s;
 }
 

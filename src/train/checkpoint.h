@@ -23,6 +23,7 @@ struct TrainerState {
   uint64_t seed = 0;
   uint64_t rng_state = 0;       // the trainer's generator (reserved for dropout/sampling; saved for exactness)
   int64_t tokens_seen = 0;
+  int64_t ranks = 1;            // data-parallel ranks of the run (saved only when more than one)
 };
 
 struct CheckpointContents {

@@ -6,7 +6,6 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <cmath>
 #include <filesystem>
@@ -20,6 +19,7 @@
 #include "train/distill.h"
 #include "train/report.h"
 #include "train/run_setup.h"
+#include "train/step_loop.h"
 #include "train/student_init.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -32,7 +32,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 constexpr const char* kDistillState = "distill_state.safetensors";
 
 // Weights for this step: the configured ones, faded soft → hard, or normalised by each term's
@@ -116,6 +115,102 @@ void keep_logged_terms(const std::string& path, int64_t last_step) {
   if (changed) write_file_atomically(path, kept);
 }
 
+// Mean cross-entropy over the first eval_batches fixed validation batches; `loss_sum` gives a
+// batch's summed loss (the student's, or the teacher's on its full vocabulary).
+template <typename LossSumFn>
+double validation_loss(const TrainConfig& c, const std::vector<Example>& validation, LossSumFn loss_sum) {
+  BatchLoader loader(validation, c.batch_size, c.seq_len, c.seed, false);
+  const int64_t batches = std::min<int64_t>(c.eval_batches, (loader.examples() + c.batch_size - 1) / c.batch_size);
+  std::vector<int32_t> in, tg;
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    loader.next(in, tg);
+    for (int32_t t : tg) count += t >= 0 ? 1 : 0;
+    sum += loss_sum(in.data(), tg.data());
+  }
+  return count > 0 ? sum / double(count) : std::nan("");
+}
+
+// The distillation loss of `retort distill` for the one step loop: the student's combined loss
+// through DistillObjective, with the projections as a second trained buffer.
+class DistillLoss final : public Objective {
+ public:
+  DistillLoss(const DistillConfig& dc, TrainModel<float>& student, DistillObjective<float>& objective,
+              AdamW& optimizer, AdamW& proj_optimizer, std::vector<float>& proj_params, LossWeights& ema,
+              const std::vector<Example>& validation, double teacher_val_loss, const std::string& terms_path)
+      : dc_(dc), student_(student), objective_(objective), optimizer_(optimizer), proj_optimizer_(proj_optimizer),
+        proj_params_(proj_params), ema_(ema), validation_(validation), teacher_val_loss_(teacher_val_loss),
+        terms_log_() {
+    if (!terms_path.empty()) terms_log_.open(terms_path, std::ios::app);  // "": a rank that does not write
+  }
+
+  const char* activity() const override { return "distillation"; }
+  const char* nonfinite_advice() const override { return "Lower optimizer.lr or the temperature"; }
+  std::vector<TrainedBuffer> trained_buffers() override {
+    return {{student_.params(), student_.grads(), student_.parameter_count(), &optimizer_},
+            {proj_params_.data(), objective_.projection_grads(), proj_params_.size(), &proj_optimizer_}};
+  }
+  void begin_step(int64_t step) override {
+    w_ = step_weights(dc_, step, ema_);
+    student_.zero_grad();
+    std::fill_n(objective_.projection_grads(), proj_params_.size(), 0.0f);
+    std::copy_n(proj_params_.data(), proj_params_.size(), objective_.projections());
+    sum_ = {};
+  }
+  void accumulate(const int32_t* inputs, const int32_t* targets, const StepScales& scales) override {
+    const LossTerms t = objective_.run(inputs, targets, w_, scales.token, scales.sequence, true);
+    sum_.hard += t.hard, sum_.soft += t.soft, sum_.hidden += t.hidden, sum_.attention += t.attention;
+  }
+  std::vector<double> step_sums() const override { return {sum_.hard, sum_.soft, sum_.hidden, sum_.attention}; }
+  double step_loss(const std::vector<double>& sums, const StepScales& scales) override {
+    mean_ = {sums[0] * scales.token, sums[1] * scales.token, sums[2] * scales.token, sums[3] * scales.sequence};
+    return w_.hard * mean_.hard + w_.soft * mean_.soft + w_.hidden * mean_.hidden + w_.attention * mean_.attention;
+  }
+  void end_step(const StepRecord& record, bool writes) override {
+    auto update = [&](double& e, double v) { e = e > 0 ? dc_.ema_decay * e + (1 - dc_.ema_decay) * v : v; };
+    update(ema_.hard, mean_.hard), update(ema_.soft, mean_.soft), update(ema_.hidden, mean_.hidden),
+        update(ema_.attention, mean_.attention);
+    if (!writes) return;
+    terms_log_ << nlohmann::json{{"step", record.step},
+                                 {"hard", mean_.hard}, {"soft", mean_.soft}, {"hidden", mean_.hidden},
+                                 {"attention", mean_.attention}, {"w_hard", w_.hard}, {"w_soft", w_.soft},
+                                 {"w_hidden", w_.hidden}, {"w_attention", w_.attention}}.dump()
+               << std::endl;
+  }
+  double validate(int64_t step) override {
+    const double loss = validation_loss(dc_.train, validation_, [&](const int32_t* in, const int32_t* tg) {
+      return student_.forward(in, tg).sum;
+    });
+    spdlog::info("step {}: student validation loss {:.4f} (perplexity {:.2f}; teacher {:.2f})", step, loss,
+                 std::exp(loss), std::exp(teacher_val_loss_));
+    return loss;
+  }
+  void log_step(const StepRecord& r, int64_t total_steps, double eta_seconds) const override {
+    spdlog::info("step {}/{} | loss {:.4f} = {:.3g}·hard {:.4f} + {:.3g}·soft {:.4f} + {:.3g}·hidden {:.4f} + "
+                 "{:.3g}·attn {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | ETA {:.0f}s",
+                 r.step, total_steps, r.loss, w_.hard, mean_.hard, w_.soft, mean_.soft, w_.hidden, mean_.hidden,
+                 w_.attention, mean_.attention, r.lr, r.grad_norm, r.tokens_per_second, eta_seconds);
+  }
+  void save_state(const std::string& dir) const override {
+    save_distill_state(dir, objective_.projection_layout(), proj_params_, proj_optimizer_.moments(), ema_);
+  }
+
+ private:
+  const DistillConfig& dc_;
+  TrainModel<float>& student_;
+  DistillObjective<float>& objective_;
+  AdamW& optimizer_;
+  AdamW& proj_optimizer_;
+  std::vector<float>& proj_params_;
+  LossWeights& ema_;
+  const std::vector<Example>& validation_;
+  double teacher_val_loss_;
+  std::ofstream terms_log_;
+  LossWeights w_, mean_;
+  LossTerms sum_;
+};
+
 }  // namespace
 
 DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<ConfigEntry>& entries,
@@ -125,8 +220,11 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   spdlog::info("distillation settings (file values and defaults):\n{}", settings_text(entries));
 
   // Checked before anything is written, so a mistaken fresh run cannot overwrite the run's student-init.
+  RankGroup& ranks = *run_options.ranks;
   refuse_used_run_directory(c, run_options.resume);
-  if (dc.student.from_teacher && !run_options.resume) write_student_from_teacher(dc.teacher_model, dc.student, c.model_init);
+  if (dc.student.from_teacher && !run_options.resume && ranks.writes())
+    write_student_from_teacher(dc.teacher_model, dc.student, c.model_init);
+  ranks.barrier();  // the other ranks read the student rank 0 wrote
   const std::string model_dir = c.model_init;
   const ModelConfig sconf =
       load_hf_config(model_dir.empty() ? c.model_config : (fs::path(model_dir) / "config.json").string());
@@ -155,18 +253,15 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
 
   // Data exactly as `retort train` reads it (same loaders, split, cache).
   const std::string fingerprint = file_fingerprint((fs::path(student_tok_dir) / "tokenizer.json").string());
-  const DataSets data = load_data_sets(c, tokenizer.get(), fingerprint, sconf.vocab_size);
+  const DataSets data = load_data_sets(c, tokenizer.get(), fingerprint, sconf.vocab_size, ranks);
   const std::vector<Example>& train_set = data.train;
   const std::vector<Example>& validation = data.validation;
   spdlog::info("data: {} training and {} validation examples; teacher {} layers × {} hidden, student {} layers × {}",
                train_set.size(), validation.size(), tconf.num_layers, tconf.hidden_size, sconf.num_layers,
                sconf.hidden_size);
 
-  OpenedRun run = open_or_resume_run(c, run_options.resume, sconf, layout, student.params(), optimizer);
+  OpenedRun run = open_or_resume_run(c, run_options.resume, sconf, layout, student.params(), optimizer, ranks);
   TrainerState& state = run.state;
-  std::vector<StepRecord>& records = run.records;
-  std::string last_checkpoint = run.resumed_from;
-  const std::string metrics_path = run.metrics_path;
   const std::string terms_path = (fs::path(c.output_dir) / "distill_metrics.jsonl").string();
   LossWeights ema;
   if (!run.resumed_from.empty()) {
@@ -176,125 +271,28 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
     objective.init_projections(c.seed);
     std::copy_n(objective.projections(), proj_params.size(), proj_params.data());
   }
-  keep_logged_terms(terms_path, state.step);  // a resumed run redoes the steps after its checkpoint
-  std::ofstream metrics(metrics_path, std::ios::app), terms_log(terms_path, std::ios::app);
+  if (ranks.writes()) keep_logged_terms(terms_path, state.step);  // a resumed run redoes the steps after its checkpoint
 
-  // Validation: the student's (and once, the teacher's) cross-entropy on the same fixed batches.
-  auto validate = [&](bool of_teacher) {
-    BatchLoader loader(validation, c.batch_size, c.seq_len, c.seed, false);
-    const int64_t batches = std::min<int64_t>(c.eval_batches, (loader.examples() + c.batch_size - 1) / c.batch_size);
-    std::vector<int32_t> in, tg;
-    double sum = 0;
-    int64_t count = 0;
-    for (int64_t b = 0; b < batches; ++b) {
-      loader.next(in, tg);
-      for (int32_t t : tg) count += t >= 0 ? 1 : 0;
-      sum += of_teacher ? objective.teacher_loss(in.data(), tg.data()) : student.forward(in.data(), tg.data()).sum;
-    }
-    return count > 0 ? sum / double(count) : std::nan("");
-  };
   DistillRunResult result;
-  result.teacher_val_loss = validation.empty() ? std::nan("") : validate(true);
-  if (!validation.empty())
+  result.teacher_val_loss =
+      validation.empty() || !ranks.writes() ? std::nan("") : validation_loss(c, validation, [&](const int32_t* in, const int32_t* tg) {
+        return objective.teacher_loss(in, tg);
+      });
+  if (!validation.empty() && ranks.writes())
     spdlog::info("teacher: validation loss {:.4f} (perplexity {:.2f})", result.teacher_val_loss,
                  std::exp(result.teacher_val_loss));
 
-  BatchLoader loader(train_set, c.batch_size, c.seq_len, c.seed, c.shuffle);
-  loader.seek(state.data);
-  const LrSchedule schedule{c.adamw.lr, c.warmup_steps, c.steps, c.decay, c.min_lr};
-  const std::string title = fmt::format("retort distill: {}", fs::path(c.output_dir).filename().string());
-  auto refresh_report = [&] {
-    write_file_atomically(run.report_path, render_report_html(title, records, settings_text(entries)));
-  };
-  auto checkpoint = [&] {
-    state.data = loader.position();
-    // The projection state goes into the checkpoint before it is marked complete: a checkpoint
-    // without it could not be resumed.
-    last_checkpoint = save_checkpoint(
-        c.output_dir, {&sconf, &layout, student.params(), optimizer.moments().data(), state, student_tok_dir},
-        c.keep_last, [&](const std::string& dir) {
-          save_distill_state(dir, objective.projection_layout(), proj_params, proj_optimizer.moments(), ema);
-        });
-    spdlog::info("checkpoint {}", last_checkpoint);
-  };
-
-  std::vector<std::vector<int32_t>> inputs(static_cast<size_t>(c.grad_accum_steps)), targets(inputs.size());
-  const auto run_start = Clock::now();
-  const int64_t first_step = state.step;
-  while (state.step < c.steps) {
-    const auto step_start = Clock::now();
-    int64_t step_targets = 0;
-    for (size_t m = 0; m < inputs.size(); ++m) {
-      loader.next(inputs[m], targets[m]);
-      for (int32_t t : targets[m]) step_targets += t >= 0 ? 1 : 0;
-    }
-    const LossWeights w = step_weights(dc, state.step, ema);
-    student.zero_grad();
-    std::fill_n(objective.projection_grads(), proj_params.size(), 0.0f);
-    std::copy_n(proj_params.data(), proj_params.size(), objective.projections());
-    LossTerms sum;
-    const double token_scale = step_targets > 0 ? 1.0 / double(step_targets) : 0.0;
-    const double sequence_scale = 1.0 / double(c.grad_accum_steps * c.batch_size);
-    for (size_t m = 0; m < inputs.size(); ++m) {
-      const LossTerms t = objective.run(inputs[m].data(), targets[m].data(), w, token_scale, sequence_scale, true);
-      sum.hard += t.hard, sum.soft += t.soft, sum.hidden += t.hidden, sum.attention += t.attention;
-    }
-    const LossWeights mean{sum.hard * token_scale, sum.soft * token_scale, sum.hidden * token_scale,
-                           sum.attention * sequence_scale};
-    const double loss = w.hard * mean.hard + w.soft * mean.soft + w.hidden * mean.hidden + w.attention * mean.attention;
-    require(std::isfinite(loss), ErrorKind::InvalidInput,
-            "step {}: the loss is {}; distillation stopped. Last good checkpoint: {}. Lower optimizer.lr or the "
-            "temperature", state.step + 1, loss, last_checkpoint.empty() ? std::string("none") : last_checkpoint);
-    // One global norm over the student's and the projections' gradients, clipped together.
-    const double gs = global_grad_norm(student.grads(), student.parameter_count());
-    const double gp = global_grad_norm(objective.projection_grads(), proj_params.size());
-    const double grad_norm = std::sqrt(gs * gs + gp * gp);
-    if (c.grad_clip > 0 && grad_norm > c.grad_clip) {
-      const auto f = float(c.grad_clip / (grad_norm + 1e-6));
-      for (size_t i = 0; i < student.parameter_count(); ++i) student.grads()[i] *= f;
-      for (size_t i = 0; i < proj_params.size(); ++i) objective.projection_grads()[i] *= f;
-    }
-    const double lr = schedule.at(state.step);
-    optimizer.step(student.params(), student.grads(), lr);
-    if (!proj_params.empty()) proj_optimizer.step(proj_params.data(), objective.projection_grads(), lr);
-    auto update = [&](double& e, double v) { e = e > 0 ? dc.ema_decay * e + (1 - dc.ema_decay) * v : v; };
-    update(ema.hard, mean.hard), update(ema.soft, mean.soft), update(ema.hidden, mean.hidden),
-        update(ema.attention, mean.attention);
-    ++state.step;
-    state.tokens_seen += c.grad_accum_steps * c.batch_size * c.seq_len;
-    result.final_loss = loss;
-
-    const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
-    StepRecord record{state.step, loss, lr, grad_norm, double(c.grad_accum_steps * c.batch_size * c.seq_len) / seconds,
-                      std::nullopt};
-    const bool last = state.step == c.steps;
-    if (!validation.empty() && ((c.eval_every > 0 && state.step % c.eval_every == 0) || last)) {
-      record.val_loss = validate(false);
-      spdlog::info("step {}: student validation loss {:.4f} (perplexity {:.2f}; teacher {:.2f})", state.step,
-                   *record.val_loss, std::exp(*record.val_loss), std::exp(result.teacher_val_loss));
-    }
-    records.push_back(record);
-    metrics << metrics_json_line(record) << std::endl;
-    terms_log << nlohmann::json{{"step", state.step},
-                                {"hard", mean.hard}, {"soft", mean.soft}, {"hidden", mean.hidden},
-                                {"attention", mean.attention}, {"w_hard", w.hard}, {"w_soft", w.soft},
-                                {"w_hidden", w.hidden}, {"w_attention", w.attention}}.dump()
-              << std::endl;
-    if (state.step % c.log_every == 0 || last) {
-      const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-      const double eta = elapsed / double(state.step - first_step) * double(c.steps - state.step);
-      spdlog::info("step {}/{} | loss {:.4f} = {:.3g}·hard {:.4f} + {:.3g}·soft {:.4f} + {:.3g}·hidden {:.4f} + "
-                   "{:.3g}·attn {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | ETA {:.0f}s",
-                   state.step, c.steps, loss, w.hard, mean.hard, w.soft, mean.soft, w.hidden, mean.hidden, w.attention,
-                   mean.attention, lr, grad_norm, record.tokens_per_second, eta);
-    }
-    if ((c.save_every > 0 && state.step % c.save_every == 0) || last) checkpoint();
-    if (record.val_loss || state.step % 50 == 0 || last) refresh_report();
-  }
-  refresh_report();
-  result.steps = state.step;
-  result.val_loss = records.empty() || !records.back().val_loss ? std::nan("") : *records.back().val_loss;
-  result.last_checkpoint = last_checkpoint;
+  DistillLoss loss(dc, student, objective, optimizer, proj_optimizer, proj_params, ema, validation,
+                   result.teacher_val_loss, ranks.writes() ? terms_path : "");
+  const LoopSetup setup{&c,     &entries, fmt::format("retort distill: {}", fs::path(c.output_dir).filename().string()),
+                        &sconf, &layout,  student.params(),
+                        &optimizer, student_tok_dir, &train_set,
+                        !validation.empty(), &ranks};
+  const LoopResult loop = run_step_loop(setup, run, loss);
+  result.steps = loop.steps;
+  result.final_loss = loop.final_loss;
+  result.val_loss = run.records.empty() || !run.records.back().val_loss ? std::nan("") : *run.records.back().val_loss;
+  result.last_checkpoint = loop.last_checkpoint;
   return result;
 }
 

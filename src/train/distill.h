@@ -11,6 +11,7 @@
 
 #include "train/distill_config.h"
 #include "train/parameters.h"
+#include "train/rank_group.h"
 #include "train/train_model.h"
 
 namespace retort {
@@ -79,6 +80,7 @@ class DistillObjective {
 
 struct DistillRunOptions {
   bool resume = false;
+  RankGroup* ranks = &single_process();  // the data-parallel ranks (dist/data_parallel.h under mpirun)
 };
 
 struct DistillRunResult {

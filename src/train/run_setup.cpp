@@ -62,8 +62,8 @@ std::string file_fingerprint(const std::string& path) {
   return fmt::format("{:016x}", hash);
 }
 
-DataSets load_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const std::string& tokenizer_fingerprint,
-                        int64_t vocab_size) {
+static DataSets read_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const std::string& tokenizer_fingerprint,
+                               int64_t vocab_size) {
   DataOptions options;
   options.format = c.format;
   options.seq_len = c.seq_len;
@@ -80,6 +80,15 @@ DataSets load_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const 
   return sets;
 }
 
+DataSets load_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const std::string& tokenizer_fingerprint,
+                        int64_t vocab_size, RankGroup& ranks) {
+  // Rank 0 tokenizes and writes the cache; the others then read it instead of racing to write it.
+  DataSets sets;
+  if (ranks.writes()) sets = read_data_sets(c, tokenizer, tokenizer_fingerprint, vocab_size);
+  ranks.barrier();
+  return ranks.writes() ? sets : read_data_sets(c, tokenizer, tokenizer_fingerprint, vocab_size);
+}
+
 void refuse_used_run_directory(const TrainConfig& c, bool resume) {
   require(resume || !latest_checkpoint(c.output_dir).has_value(), ErrorKind::InvalidInput,
           "'{}' already holds checkpoints of a run: pass --resume to continue it, or choose another checkpointing.dir",
@@ -87,16 +96,23 @@ void refuse_used_run_directory(const TrainConfig& c, bool resume) {
 }
 
 OpenedRun open_or_resume_run(const TrainConfig& c, bool resume, const ModelConfig& config,
-                             const ParameterLayout& layout, float* params, AdamW& optimizer) {
+                             const ParameterLayout& layout, float* params, AdamW& optimizer, const RankGroup& ranks) {
   OpenedRun run;
   run.state.seed = c.seed;
   run.state.rng_state = c.seed;
+  run.state.ranks = ranks.ranks();
   run.metrics_path = (fs::path(c.output_dir) / "metrics.jsonl").string();
   run.report_path = (fs::path(c.output_dir) / "report.html").string();
   if (resume) {
     const auto latest = latest_checkpoint(c.output_dir);
     require(latest.has_value(), ErrorKind::NotFound, "--resume: no checkpoint in '{}' to resume from", c.output_dir);
     run.state = load_checkpoint(*latest, config, layout, params, optimizer.moments().data());
+    // Each rank's batch is batch_size rows of a global batch of ranks × batch_size: on another
+    // number of ranks the data order and the optimizer steps would not continue the run's.
+    require(run.state.ranks == ranks.ranks(), ErrorKind::InvalidInput,
+            "--resume: {} was written by a run on {} rank(s), but this run has {}; resume on {} rank(s) "
+            "(mpirun -np {}), or start a new run in another checkpointing.dir",
+            *latest, run.state.ranks, ranks.ranks(), run.state.ranks, run.state.ranks);
     optimizer.set_steps_taken(run.state.step);
     run.records = read_metrics(run.metrics_path, run.state.step);
     run.resumed_from = *latest;
@@ -106,8 +122,10 @@ OpenedRun open_or_resume_run(const TrainConfig& c, bool resume, const ModelConfi
     if (!c.model_init.empty()) load_parameters(layout, *Checkpoint::open_directory(c.model_init), params);
     else random_init(layout, params, c.seed, c.init_stddev);
   }
-  fs::create_directories(c.output_dir);
-  write_metrics(run.metrics_path, run.records);
+  if (ranks.writes()) {
+    fs::create_directories(c.output_dir);
+    write_metrics(run.metrics_path, run.records);
+  }
   return run;
 }
 

@@ -9,6 +9,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/optimizer.h"
+#include "train/rank_group.h"
 #include "train/report.h"
 #include "train/train_config.h"
 #include "train/train_model.h"
@@ -35,9 +36,9 @@ struct DataSets {
   std::vector<Example> train, validation;
 };
 // data.train (split by val_fraction unless data.validation is given) and the validation set,
-// tokenized once and cached in checkpointing.dir/token-cache.
+// tokenized once and cached in checkpointing.dir/token-cache (by rank 0 before the other ranks read it).
 DataSets load_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const std::string& tokenizer_fingerprint,
-                        int64_t vocab_size);
+                        int64_t vocab_size, RankGroup& ranks = single_process());
 
 // Fails if a fresh run would go into a directory that already holds checkpoints (before anything
 // is written there).
@@ -53,7 +54,10 @@ struct OpenedRun {
 // and Adam moments into `optimizer` (its step count too), and the metrics up to that step. Fresh:
 // refuses a used directory, then loads model.init's weights or initialises randomly (seeded). Either
 // way the directory exists afterwards and metrics.jsonl holds exactly `records`.
+// With several ranks, each loads the same checkpoint, rank 0 alone writes, and a checkpoint saved by
+// another number of ranks is refused.
 OpenedRun open_or_resume_run(const TrainConfig& c, bool resume, const ModelConfig& config,
-                             const ParameterLayout& layout, float* params, AdamW& optimizer);
+                             const ParameterLayout& layout, float* params, AdamW& optimizer,
+                             const RankGroup& ranks = single_process());
 
 }  // namespace retort::train

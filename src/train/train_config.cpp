@@ -151,6 +151,8 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   r.read("distributed.enable", c.distributed_enable);
   r.read("distributed.strategy", c.distributed_strategy);
   r.read("distributed.device_num", c.device_num);
+  r.read("distributed.allreduce", c.allreduce);
+  r.read("distributed.zero", c.zero_stage);
   r.reject_unknown();
 
   c.format = parse_data_format(format);
@@ -176,9 +178,13 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
         "scheduler.warmup_steps, evaluation.every and checkpointing.every must be ≥ 0; keep_last and log_every > 0");
   check(c.mixed_precision == "none" || c.mixed_precision == "bf16", "memory.mixed_precision must be none or bf16");
   check(c.threads >= 0, "threads must be ≥ 0 (0: all hardware threads)");
-  require(!c.distributed_enable || c.device_num == 1, ErrorKind::Unsupported,
-          "{}: distributed training (distributed.enable with device_num {}) is not implemented yet; set enable: false",
-          source, c.device_num);
+  check(c.distributed_strategy == "collective" || c.distributed_strategy == "data_parallel",
+        "distributed.strategy must be collective (data parallel: gradients allreduced)");
+  check(c.device_num > 0, "distributed.device_num must be positive (the number of MPI ranks)");
+  check(c.allreduce == "flat" || c.allreduce == "hierarchical", "distributed.allreduce must be flat or hierarchical");
+  require(c.zero_stage == 0, ErrorKind::Unsupported,
+          "{}: distributed.zero: {} (sharded optimizer state) is not implemented yet; use zero: 0", source,
+          c.zero_stage);
   if (entries != nullptr) *entries = r.entries();
   return c;
 }

@@ -50,10 +50,12 @@ struct TrainConfig {
   // memory
   bool activation_checkpointing = false;
   std::string mixed_precision = "none";  // none | bf16
-  // distributed (reserved for the data-parallel work)
+  // distributed: data parallel over MPI ranks (mpirun -np device_num; dist/data_parallel.h)
   bool distributed_enable = false;
-  std::string distributed_strategy = "data_parallel";
-  int64_t device_num = 1;
+  std::string distributed_strategy = "collective";  // collective (= data_parallel): gradients allreduced
+  int64_t device_num = 1;                           // must equal the MPI world size
+  std::string allreduce = "flat";                   // flat | hierarchical (inside nodes, then across)
+  int64_t zero_stage = 0;                           // 0 (1, sharded Adam moments, is not implemented yet)
 };
 
 struct ConfigEntry {

@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +10,7 @@
 #include "train/checkpoint.h"
 #include "train/report.h"
 #include "train/run_setup.h"
+#include "train/step_loop.h"
 #include "train/train_model.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -22,8 +22,6 @@ namespace retort::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 std::string duration_text(double seconds) {
   const auto s = static_cast<int64_t>(seconds);
@@ -45,6 +43,50 @@ double evaluate(TrainModel<float>& model, const std::vector<Example>& validation
   return total.targets > 0 ? total.sum / double(total.targets) : std::nan("");
 }
 
+// Cross-entropy on the model's own predictions: the whole objective of `retort train`.
+class CrossEntropyObjective final : public Objective {
+ public:
+  CrossEntropyObjective(TrainModel<float>& model, AdamW& optimizer, const std::vector<Example>& validation,
+                        const TrainConfig& c)
+      : model_(model), optimizer_(optimizer), validation_(validation), c_(c) {}
+
+  const char* activity() const override { return "training"; }
+  const char* nonfinite_advice() const override { return "Lower optimizer.lr or check the data"; }
+  std::vector<TrainedBuffer> trained_buffers() override {
+    return {{model_.params(), model_.grads(), model_.parameter_count(), &optimizer_}};
+  }
+  void begin_step(int64_t) override {
+    model_.zero_grad();
+    loss_sum_ = 0;
+  }
+  void accumulate(const int32_t* inputs, const int32_t* targets, const StepScales& scales) override {
+    loss_sum_ += model_.forward(inputs, targets).sum;
+    if (scales.token > 0) model_.backward(scales.token);
+  }
+  std::vector<double> step_sums() const override { return {loss_sum_}; }
+  double step_loss(const std::vector<double>& sums, const StepScales& scales) override {
+    return scales.targets > 0 ? sums[0] / double(scales.targets) : 0.0;
+  }
+  void end_step(const StepRecord&, bool) override {}
+  double validate(int64_t step) override {
+    const double loss = evaluate(model_, validation_, c_);
+    spdlog::info("step {}: validation loss {:.4f}", step, loss);
+    return loss;
+  }
+  void log_step(const StepRecord& r, int64_t total_steps, double eta_seconds) const override {
+    spdlog::info("step {}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | ETA {}", r.step, total_steps,
+                 r.loss, r.lr, r.grad_norm, r.tokens_per_second, duration_text(eta_seconds));
+  }
+  void save_state(const std::string&) const override {}
+
+ private:
+  TrainModel<float>& model_;
+  AdamW& optimizer_;
+  const std::vector<Example>& validation_;
+  const TrainConfig& c_;
+  double loss_sum_ = 0;
+};
+
 }  // namespace
 
 TrainRunResult run_training(const TrainConfig& c, const std::vector<ConfigEntry>& entries,
@@ -63,87 +105,20 @@ TrainRunResult run_training(const TrainConfig& c, const std::vector<ConfigEntry>
   std::unique_ptr<Tokenizer> tokenizer;
   if (!tokenizer_json.empty() && fs::exists(tokenizer_json)) tokenizer = Tokenizer::load(tokenizer_dir);
   else tokenizer_dir.clear();
-  const DataSets data =
-      load_data_sets(c, tokenizer.get(), tokenizer ? file_fingerprint(tokenizer_json) : "", config.vocab_size);
+  RankGroup& ranks = *run_options.ranks;
+  const DataSets data = load_data_sets(c, tokenizer.get(), tokenizer ? file_fingerprint(tokenizer_json) : "",
+                                       config.vocab_size, ranks);
   spdlog::info("data: {} training and {} validation examples ({})", data.train.size(), data.validation.size(),
                data_format_name(c.format));
 
-  OpenedRun run = open_or_resume_run(c, run_options.resume, config, layout, model.params(), optimizer);
-  TrainerState& state = run.state;
-  std::vector<StepRecord>& records = run.records;
-  std::string last_checkpoint = run.resumed_from;
-  std::ofstream metrics(run.metrics_path, std::ios::app);
-
-  BatchLoader loader(data.train, c.batch_size, c.seq_len, c.seed, c.shuffle);
-  loader.seek(state.data);
-  const LrSchedule schedule{c.adamw.lr, c.warmup_steps, c.steps, c.decay, c.min_lr};
-  const std::string title = fmt::format("retort train: {}", fs::path(c.output_dir).filename().string());
-  auto refresh_report = [&] {
-    write_file_atomically(run.report_path, render_report_html(title, records, settings_text(entries)));
-  };
-  auto checkpoint = [&] {
-    state.data = loader.position();
-    last_checkpoint = save_checkpoint(c.output_dir,
-                                      {&config, &layout, model.params(), optimizer.moments().data(), state, tokenizer_dir},
-                                      c.keep_last);
-    spdlog::info("checkpoint {}", last_checkpoint);
-  };
-  auto stop_on_nonfinite = [&](double value, const char* what) {
-    require(std::isfinite(value), ErrorKind::InvalidInput,
-            "step {}: the {} is {}; training stopped. Last good checkpoint: {}. Lower optimizer.lr or check the data",
-            state.step + 1, what, value, last_checkpoint.empty() ? std::string("none") : last_checkpoint);
-  };
-
-  std::vector<std::vector<int32_t>> inputs(static_cast<size_t>(c.grad_accum_steps)), targets(inputs.size());
-  const auto run_start = Clock::now();
-  const int64_t first_step = state.step;
-  double last_loss = 0;
-  while (state.step < c.steps) {
-    const auto step_start = Clock::now();
-    // Every micro-batch's targets are known before any backward, so each is scaled by the whole
-    // step's target count: k accumulated micro-batches give exactly the gradient of one big batch.
-    int64_t step_targets = 0;
-    for (size_t m = 0; m < inputs.size(); ++m) {
-      loader.next(inputs[m], targets[m]);
-      for (int32_t t : targets[m]) step_targets += t >= 0 ? 1 : 0;
-    }
-    model.zero_grad();
-    double loss_sum = 0;
-    for (size_t m = 0; m < inputs.size(); ++m) {
-      loss_sum += model.forward(inputs[m].data(), targets[m].data()).sum;
-      stop_on_nonfinite(loss_sum, "loss");
-      if (step_targets > 0) model.backward(1.0 / double(step_targets));
-    }
-    const double loss = step_targets > 0 ? loss_sum / double(step_targets) : 0.0;
-    const double grad_norm = clip_grad_norm(model.grads(), model.parameter_count(), c.grad_clip);
-    stop_on_nonfinite(grad_norm, "gradient norm");
-    const double lr = schedule.at(state.step);
-    optimizer.step(model.params(), model.grads(), lr);
-    ++state.step;
-    state.tokens_seen += c.grad_accum_steps * c.batch_size * c.seq_len;
-    last_loss = loss;
-
-    const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
-    StepRecord record{state.step, loss, lr, grad_norm, double(c.grad_accum_steps * c.batch_size * c.seq_len) / seconds, std::nullopt};
-    const bool last = state.step == c.steps;
-    if (!data.validation.empty() && ((c.eval_every > 0 && state.step % c.eval_every == 0) || last)) {
-      record.val_loss = evaluate(model, data.validation, c);
-      spdlog::info("step {}: validation loss {:.4f}", state.step, *record.val_loss);
-    }
-    records.push_back(record);
-    metrics << metrics_json_line(record) << std::endl;
-    if (state.step % c.log_every == 0 || last) {
-      const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-      const double eta = elapsed / double(state.step - first_step) * double(c.steps - state.step);
-      spdlog::info("step {}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | ETA {}", state.step, c.steps,
-                   loss, lr, grad_norm, record.tokens_per_second, duration_text(eta));
-    }
-    if ((c.save_every > 0 && state.step % c.save_every == 0) || last) checkpoint();
-    if (record.val_loss || (c.save_every > 0 && state.step % c.save_every == 0) || state.step % 50 == 0 || last)
-      refresh_report();
-  }
-  refresh_report();
-  return {state.step, last_loss, last_checkpoint};
+  OpenedRun run = open_or_resume_run(c, run_options.resume, config, layout, model.params(), optimizer, ranks);
+  CrossEntropyObjective objective(model, optimizer, data.validation, c);
+  const LoopSetup setup{&c,      &entries,   fmt::format("retort train: {}", fs::path(c.output_dir).filename().string()),
+                        &config, &layout,    model.params(),
+                        &optimizer, tokenizer_dir, &data.train,
+                        !data.validation.empty(), &ranks};
+  const LoopResult result = run_step_loop(setup, run, objective);
+  return {result.steps, result.final_loss, result.last_checkpoint};
 }
 
 }  // namespace retort::train

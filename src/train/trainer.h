@@ -6,12 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "train/rank_group.h"
 #include "train/train_config.h"
 
 namespace retort::train {
 
 struct TrainRunOptions {
   bool resume = false;  // continue from the newest checkpoint in checkpointing.dir
+  RankGroup* ranks = &single_process();  // the data-parallel ranks (dist/data_parallel.h under mpirun)
 };
 
 struct TrainRunResult {
