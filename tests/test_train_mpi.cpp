@@ -158,6 +158,17 @@ TEST_F(TrainMpi, DeviceNumOtherThanWorldSizeIsRefusedOnEveryRank) {
   EXPECT_FALSE(fs::exists(dir_ / "bad" / fmt::format("step-{:08d}", kSteps)));
 }
 
+TEST_F(TrainMpi, ResumeOnAnotherNumberOfRanksIsRefusedWithTheReason) {
+  const CommandResult two = run_ranks(2, "train", write_config("train", "run", 1, 2));
+  ASSERT_EQ(two.status, 0) << two.output;
+  const CommandResult four = run_command("cd " + dir_.string() + " && " + test::mpirun_prefix(4) +
+                                         test::retort_binary() + " train " + write_config("train", "run", 1, 4) +
+                                         " --resume 2>&1");
+  EXPECT_NE(four.status, 0) << four.output;
+  EXPECT_NE(four.output.find("was written by a run on 2 rank(s), but this run has 4"), std::string::npos)
+      << four.output;
+}
+
 TEST_F(TrainMpi, RanksWithDifferentConfigsAreRefused) {
   const std::string a = write_config("train", "same", 1, 2);
   std::string text;
