@@ -247,7 +247,7 @@ ModelConfig load_hf_config(const std::string& path) {
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {
     fail(ErrorKind::InvalidInput, "'{}' is not valid JSON ({}); fix or re-download config.json",
          path, error.what());
   }

@@ -63,7 +63,9 @@ json parse_header_json(std::span<const uint8_t> header, const std::string& file)
             "not a safetensors checkpoint or is corrupt",
             file, parsed.type_name());
     return parsed;
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {
+    // parse_error for malformed text; out_of_range for a number past what JSON numbers hold here
+    // (e.g. 166e6666666666666666666, found by fuzz_safetensors).
     fail(ErrorKind::InvalidInput,
          "'{}': the safetensors header is not valid JSON ({}); the file is corrupt or not "
          "safetensors — re-download or re-export it",
@@ -238,7 +240,7 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
   json index;
   try {
     index = json::parse(read_text_file(index_path));
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {
     fail(ErrorKind::InvalidInput, "'{}' is not valid JSON ({}); re-download the checkpoint's index",
          index_path, error.what());
   }

@@ -324,7 +324,7 @@ namespace {
 json parse_json(std::string_view text, const std::string& origin) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {
     fail(ErrorKind::InvalidInput, "{} is not valid JSON ({}); expected a Hugging Face tokenizer file", origin,
          error.what());
   }
