@@ -87,10 +87,6 @@ bool provide(ActiveResponse& active, httplib::DataSink& sink) {
     if (active.streaming && !write(active.builder.stream_start())) return false;
   }
   auto events = active.stream->wait_events(kEventWait);
-  if (events.empty()) {
-    if (Clock::now() - active.last_write < (active.streaming ? kStreamKeepAlive : kBodyKeepAlive)) return true;
-    return write(active.streaming ? ": keep-alive\n\n" : " ");
-  }
   for (const auto& event : events) {
     note_tokens(active, event);
     if (active.streaming) {
@@ -99,7 +95,12 @@ bool provide(ActiveResponse& active, httplib::DataSink& sink) {
       active.builder.add(event);
     }
   }
-  if (!active.builder.finished()) return true;
+  if (!active.builder.finished()) {
+    // A JSON body writes nothing while tokens arrive, so its keep-alive goes out on the clock, not
+    // only in silence: otherwise a client that left mid-generation is noticed only at the end.
+    if (Clock::now() - active.last_write < (active.streaming ? kStreamKeepAlive : kBodyKeepAlive)) return true;
+    return write(active.streaming ? ": keep-alive\n\n" : " ");
+  }
   if (!active.streaming && !write(active.builder.final_body())) return false;
   sink.done();
   log_response(active, 200);
