@@ -17,6 +17,7 @@
 #include "dist/communicator.h"
 #include "io/safetensors.h"
 #include "test_support.h"
+#include "util/mapped_file.h"
 #include "util/log.h"
 
 namespace retort::train {
@@ -50,9 +51,11 @@ class TrainMpi : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // command: "train" or "distill"; ranks > 1 adds the distributed section.
+  // command: "train" or "distill"; ranks > 1 adds the distributed section (with `zero`, the ZeRO
+  // stage); save_every: checkpointing.every.
   std::string write_config(const std::string& command, const std::string& run, int batch, int ranks,
-                           const std::string& allreduce = "flat", int64_t steps = kSteps) const {
+                           const std::string& allreduce = "flat", int64_t steps = kSteps, int zero = 0,
+                           int save_every = 0) const {
     std::string head = command == "train"
                            ? fmt::format("model: {{init: {}}}\n", model_)
                            : fmt::format("teacher: {{model: {}}}\n"
@@ -64,8 +67,9 @@ class TrainMpi : public ::testing::Test {
                                          "  attention: {{loss: kl, layer_map: [[0, 0], [1, 2]]}}\n",
                                          model_);
     const std::string distributed =
-        ranks > 1 ? fmt::format("distributed: {{enable: true, strategy: collective, device_num: {}, allreduce: {}}}\n",
-                                ranks, allreduce)
+        ranks > 1 ? fmt::format("distributed: {{enable: true, strategy: collective, device_num: {}, allreduce: {}, "
+                                "zero: {}}}\n",
+                                ranks, allreduce, zero)
                   : "";
     const fs::path path = dir_ / (run + ".yaml");
     std::ofstream(path) << head
@@ -75,8 +79,8 @@ class TrainMpi : public ::testing::Test {
                                "optimizer: {{type: AdamW, lr: 1.0e-3, weight_decay: 0.1}}\n"
                                "scheduler: {{warmup_steps: 1, decay: cosine}}\n"
                                "evaluation: {{every: 0, batches: 2}}\n"
-                               "checkpointing: {{dir: {}, every: 0, keep_last: 1}}\n{}",
-                               batch, steps, run, distributed);
+                               "checkpointing: {{dir: {}, every: {}, keep_last: 1}}\n{}",
+                               batch, steps, run, save_every, distributed);
     return path.string();
   }
 
@@ -136,6 +140,28 @@ class TrainMpi : public ::testing::Test {
     expect_same_run("one", "many");
   }
 
+  // The final checkpoints of two runs hold the same bytes (weights and Adam moments) and the runs
+  // logged the same losses.
+  void expect_identical_runs(const std::string& a, const std::string& b, int64_t steps = kSteps) const {
+    const fs::path step = fmt::format("step-{:08d}", steps);
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"})
+      EXPECT_TRUE(read_text_file((dir_ / a / step / file).string()) == read_text_file((dir_ / b / step / file).string()))
+          << file << ": " << a << " vs " << b;
+    EXPECT_EQ(losses(a), losses(b)) << a << " vs " << b;
+  }
+
+  // `ranks` ranks with ZeRO-1 against the same ranks without it: the same run, bit for bit.
+  void compare_zero_one(const std::string& command, int ranks, const std::string& allreduce, const std::string& env) {
+    const CommandResult plain = run_ranks(ranks, command, write_config(command, "plain", 1, ranks, allreduce), env);
+    ASSERT_EQ(plain.status, 0) << plain.output;
+    const CommandResult sharded =
+        run_ranks(ranks, command, write_config(command, "sharded", 1, ranks, allreduce, kSteps, 1), env);
+    ASSERT_EQ(sharded.status, 0) << sharded.output;
+    EXPECT_NE(sharded.output.find(fmt::format("ZeRO-1: Adam moments sharded over {} ranks", ranks)), std::string::npos)
+        << sharded.output;
+    expect_identical_runs("plain", "sharded");
+  }
+
   std::string model_;
   fs::path dir_;
 };
@@ -148,6 +174,11 @@ TEST_F(TrainMpi, DistillTwoRanksHierarchicalMatchesOneProcess) {
   compare("distill", 2, "hierarchical", "RETORT_RANKS_PER_NODE=1");
 }
 TEST_F(TrainMpi, DistillFourRanksFlatMatchesOneProcess) { compare("distill", 4, "flat", ""); }
+
+TEST_F(TrainMpi, TrainTwoRanksZeroOneIsBitwiseTheUnshardedRun) { compare_zero_one("train", 2, "flat", ""); }
+TEST_F(TrainMpi, DistillFourRanksHierarchicalZeroOneIsBitwiseTheUnshardedRun) {
+  compare_zero_one("distill", 4, "hierarchical", "RETORT_RANKS_PER_NODE=2");
+}
 
 TEST_F(TrainMpi, DeviceNumOtherThanWorldSizeIsRefusedOnEveryRank) {
   const std::string config = write_config("train", "bad", 1, 4);
@@ -219,6 +250,34 @@ TEST_F(TrainMpi, SigkillOfOneRankEndsTheOthersNamingIt) {
   EXPECT_LT(seconds, 30.0) << run.output;
   EXPECT_NE(run.status, 0) << run.output;
   EXPECT_NE(run.output.find("rank 1"), std::string::npos) << run.output;
+}
+
+// A ZeRO-1 run on 2 ranks SIGKILLed after its second checkpoint, resumed with --resume on 2 ranks,
+// ends with the bytes of the same run left alone (the sharded moments gathered into each checkpoint
+// and scattered back on resume).
+TEST_F(TrainMpi, ZeroOneRunKilledAndResumedEndsWithTheBytesOfAnUninterruptedRun) {
+  constexpr int64_t kLongSteps = 30;
+  const CommandResult whole =
+      run_ranks(2, "train", write_config("train", "whole", 1, 2, "flat", kLongSteps, 1, 2));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  const std::string config = write_config("train", "cut", 1, 2, "flat", kLongSteps, 1, 2);
+  CommandResult cut;
+  std::thread launcher([&] { cut = run_ranks(2, "train", config); });
+  pid_t victim = -1;
+  const fs::path second = dir_ / "cut" / fmt::format("step-{:08d}", 4);
+  for (int i = 0; i < 120000 && (victim < 0 || !fs::exists(second)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (victim < 0) victim = find_rank(config, 1);
+  }
+  if (victim > 0) ::kill(victim, SIGKILL);
+  launcher.join();
+  ASSERT_GT(victim, 0) << "rank 1 was not found:\n" << cut.output;
+  ASSERT_NE(cut.status, 0) << "the run ended before rank 1 was killed, so nothing was resumed:\n" << cut.output;
+  ASSERT_FALSE(fs::exists(dir_ / "cut" / fmt::format("step-{:08d}", kLongSteps))) << cut.output;
+  const CommandResult resumed = run_command("cd " + dir_.string() + " && " + test::mpirun_prefix(2) +
+                                            test::retort_binary() + " train " + config + " --resume 2>&1");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  expect_identical_runs("whole", "cut", kLongSteps);
 }
 
 }  // namespace

@@ -60,6 +60,7 @@ class SingleCommunicator final : public Communicator {
   int size() const override { return 1; }
   std::string backend() const override { return "single"; }
   void all_gather_bytes(const void* input, void* output, size_t bytes) override { std::memcpy(output, input, bytes); }
+  void gather_bytes(const void* input, void* output, size_t bytes, int) override { std::memcpy(output, input, bytes); }
   void broadcast(void*, size_t, int root) override {
     require(root == 0, ErrorKind::Internal, "broadcast from rank {} in a single process", root);
   }

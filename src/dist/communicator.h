@@ -33,6 +33,8 @@ class Communicator {
     all_gather_bytes(input, output, shard * sizeof(float));
   }
   virtual void all_gather_bytes(const void* input, void* output, size_t bytes) = 0;
+  // Rank `root` receives every rank's `bytes` (rank r's at r·bytes in `output`, used on root only).
+  virtual void gather_bytes(const void* input, void* output, size_t bytes, int root) = 0;
   // Element-wise sums of doubles over ranks, added in rank order (loss terms: few values).
   void sum(double* values, size_t count);
   virtual void broadcast(void* data, size_t bytes, int root) = 0;

@@ -28,10 +28,34 @@ class DataParallelGroup final : public train::RankGroup {
   void sum(double* values, size_t count) override { world_.sum(values, count); }
   void barrier() override { world_.barrier(); }
 
+  // Flat: a reduce-scatter over the world's shards (half an allreduce's traffic), the same rank-order
+  // sums. Hierarchical sums node by node, so it allreduces to keep its order (and its results).
+  void sum_own_shard(float* values, size_t count, size_t shard) override {
+    if (algorithm_ == AllreduceAlgorithm::Hierarchical) return sum(values, count);
+    const train::ShardRange mine = train::ShardRange::of(rank(), count, shard);
+    padded_.assign(size_t(ranks()) * shard, 0.0f);
+    std::copy_n(values, count, padded_.data());
+    shard_.resize(shard);
+    world_.reduce_scatter(padded_.data(), shard_.data(), shard, ReduceOp::Sum);
+    std::copy_n(shard_.data(), mine.size(), values + mine.begin);
+  }
+  void share_shards(float* values, size_t count, size_t shard) override {
+    const train::ShardRange mine = train::ShardRange::of(rank(), count, shard);
+    shard_.assign(shard, 0.0f);
+    std::copy_n(values + mine.begin, mine.size(), shard_.data());
+    padded_.resize(size_t(ranks()) * shard);
+    world_.all_gather(shard_.data(), padded_.data(), shard);
+    std::copy_n(padded_.data(), count, values);
+  }
+  void gather_to_first(const float* mine, size_t shard, float* out) override {
+    world_.gather_bytes(mine, out, shard * sizeof(float), 0);
+  }
+
  private:
   Communicator& world_;
   AllreduceAlgorithm algorithm_;
   NodeSplit nodes_;
+  std::vector<float> padded_, shard_;  // reused between steps
 };
 
 uint64_t fnv1a(const std::string& text) {

@@ -59,6 +59,9 @@ class MpiCommunicator final : public Communicator {
   void all_gather_bytes(const void* input, void* output, size_t bytes) override {
     check(MPI_Allgather(input, as_count(bytes), MPI_BYTE, output, as_count(bytes), MPI_BYTE, comm_), "MPI_Allgather");
   }
+  void gather_bytes(const void* input, void* output, size_t bytes, int root) override {
+    check(MPI_Gather(input, as_count(bytes), MPI_BYTE, output, as_count(bytes), MPI_BYTE, root, comm_), "MPI_Gather");
+  }
   void broadcast(void* data, size_t bytes, int root) override {
     check(MPI_Bcast(data, as_count(bytes), MPI_BYTE, root, comm_), "MPI_Bcast");
   }

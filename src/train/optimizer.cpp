@@ -9,7 +9,20 @@
 namespace retort::train {
 
 AdamW::AdamW(const ParameterLayout& layout, AdamWConfig config)
-    : layout_(layout), config_(config), moments_(2 * layout.total, 0.0f) {}
+    : layout_(layout), config_(config), moments_(2 * layout.total, 0.0f), shard_end_(layout.total) {}
+
+void AdamW::keep_shard(size_t begin, size_t end) {
+  require(begin <= end && end <= shard_end_ && shard_begin_ == 0 && shard_end_ == layout_.total, ErrorKind::Internal,
+          "AdamW::keep_shard({}, {}) on an optimizer of {} parameters already sharded to [{}, {})", begin, end,
+          layout_.total, shard_begin_, shard_end_);
+  std::vector<float> kept(2 * (end - begin));
+  std::copy(moments_.begin() + std::ptrdiff_t(begin), moments_.begin() + std::ptrdiff_t(end), kept.begin());
+  std::copy(moments_.begin() + std::ptrdiff_t(layout_.total + begin),
+            moments_.begin() + std::ptrdiff_t(layout_.total + end), kept.begin() + std::ptrdiff_t(end - begin));
+  moments_ = std::move(kept);  // the unsharded allocation is released, not just shrunk
+  shard_begin_ = begin;
+  shard_end_ = end;
+}
 
 template <typename T>
 void AdamW::step(T* params, const T* grads, double lr) {
@@ -18,21 +31,25 @@ void AdamW::step(T* params, const T* grads, double lr) {
   const double bias1 = 1.0 - std::pow(b1, double(step_));
   const double bias2_sqrt = std::sqrt(1.0 - std::pow(b2, double(step_)));
   const double step_size = lr / bias1;
-  float* m = first_moment();
+  float* m = first_moment();  // element i's moments at i − shard_begin_
   float* v = second_moment();
   for (const ParameterInfo& tensor : layout_.tensors) {
+    const size_t first = std::max(tensor.offset, shard_begin_);
+    const size_t last = std::min(tensor.offset + tensor.count, shard_end_);
+    if (first >= last) continue;
     // PyTorch: θ ← θ·(1 − lr·λ), then θ ← θ − lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + ε); in T
     // arithmetic (f32 as PyTorch computes it, vectorized), the constants in double rounded once.
     const auto decay = T(tensor.weight_decay ? 1.0 - lr * config_.weight_decay : 1.0);
     const auto beta1 = T(b1), beta2 = T(b2), one_minus_b1 = T(1.0 - b1), one_minus_b2 = T(1.0 - b2);
     const auto inv_bias2_sqrt = T(1.0 / bias2_sqrt), eps = T(config_.eps), step = T(step_size);
-    thread_pool().parallel_for(tensor.count, 1 << 14, [&](size_t begin, size_t end) {
-      for (size_t i = tensor.offset + begin; i < tensor.offset + end; ++i) {
+    thread_pool().parallel_for(last - first, 1 << 14, [&](size_t begin, size_t end) {
+      for (size_t i = first + begin; i < first + end; ++i) {
         const T g = grads[i];
-        const T mi = beta1 * T(m[i]) + one_minus_b1 * g;
-        const T vi = beta2 * T(v[i]) + one_minus_b2 * g * g;
-        m[i] = float(mi);
-        v[i] = float(vi);
+        const size_t j = i - shard_begin_;
+        const T mi = beta1 * T(m[j]) + one_minus_b1 * g;
+        const T vi = beta2 * T(v[j]) + one_minus_b2 * g * g;
+        m[j] = float(mi);
+        v[j] = float(vi);
         params[i] = params[i] * decay - step * mi / (std::sqrt(vi) * inv_bias2_sqrt + eps);
       }
     });
@@ -67,18 +84,21 @@ double LrSchedule::at(int64_t step) const {
   return min_lr + (lr - min_lr) * factor;
 }
 
-double global_grad_norm(const float* grads, size_t count) {
-  // Fixed-size blocks summed in order: the same norm whatever the thread count.
-  constexpr size_t kBlock = 1 << 14;
-  const size_t blocks = (count + kBlock - 1) / kBlock;
-  std::vector<double> partial(blocks, 0.0);
-  thread_pool().parallel_for(blocks, 1, [&](size_t begin, size_t end) {
-    for (size_t b = begin; b < end; ++b) {
+void grad_block_squares(const float* grads, size_t count, size_t first_block, size_t last_block, double* out) {
+  constexpr size_t kBlock = kGradNormBlock;
+  thread_pool().parallel_for(last_block - first_block, 1, [&](size_t begin, size_t end) {
+    for (size_t b = first_block + begin; b < first_block + end; ++b) {
       double s = 0;
       for (size_t i = b * kBlock; i < std::min(count, (b + 1) * kBlock); ++i) s += double(grads[i]) * grads[i];
-      partial[b] = s;
+      out[b - first_block] = s;
     }
   });
+}
+
+double global_grad_norm(const float* grads, size_t count) {
+  const size_t blocks = (count + kGradNormBlock - 1) / kGradNormBlock;
+  std::vector<double> partial(blocks, 0.0);
+  grad_block_squares(grads, count, 0, blocks, partial.data());
   double total = 0;
   for (double s : partial) total += s;
   return std::sqrt(total);

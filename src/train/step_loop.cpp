@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "train/checkpoint.h"
 #include "util/atomic_file.h"
@@ -21,10 +22,11 @@ using Clock = std::chrono::steady_clock;
 
 // One norm over every buffer: each buffer's norm (global_grad_norm's fixed block order) squared and
 // summed in buffer order. For a single buffer this is its norm exactly (sqrt(x·x) = |x| in IEEE).
-double buffers_grad_norm(const std::vector<TrainedBuffer>& buffers) {
+// first_norm, when given, is the first buffer's norm computed elsewhere (ZeRO-1's sharded sum).
+double buffers_grad_norm(const std::vector<TrainedBuffer>& buffers, std::optional<double> first_norm = std::nullopt) {
   double squares = 0;
-  for (const auto& b : buffers) {
-    const double n = global_grad_norm(b.grads, b.count);
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const double n = i == 0 && first_norm ? *first_norm : global_grad_norm(buffers[i].grads, buffers[i].count);
     squares += n * n;
   }
   return std::sqrt(squares);
@@ -44,6 +46,56 @@ void keep_rank_rows(std::vector<int32_t>& rows, const RankGroup& ranks, size_t r
   std::copy(rows.begin() + first, rows.begin() + first + rows_per_rank, rows.begin());
   rows.resize(rows_per_rank);
 }
+
+// ZeRO-1: the first trained buffer (the model) keeps its AdamW moments sharded over the ranks; the
+// others (distillation's small projections) stay replicated. Shards are whole norm blocks, so the
+// gradient norm adds the same block sums in the same order as unsharded: a ZeRO-1 run is bitwise
+// the run without it.
+class ZeroOneSharding {
+ public:
+  ZeroOneSharding(RankGroup& ranks, const TrainedBuffer& model) : ranks_(ranks), model_(model) {
+    const size_t blocks = (model.count + kGradNormBlock - 1) / kGradNormBlock;
+    shard_ = (blocks + size_t(ranks.ranks()) - 1) / size_t(ranks.ranks()) * kGradNormBlock;
+    const ShardRange mine = ShardRange::of(ranks.rank(), model.count, shard_);
+    model.optimizer->keep_shard(mine.begin, mine.end);
+    spdlog::info("ZeRO-1: Adam moments sharded over {} ranks: {:.1f} MiB on rank 0 instead of {:.1f} MiB", ranks.ranks(),
+                 double(model.optimizer->moments().size()) * sizeof(float) / (1 << 20),
+                 2.0 * double(model.count) * sizeof(float) / (1 << 20));
+  }
+  void sum_grads() { ranks_.sum_own_shard(model_.grads, model_.count, shard_); }
+  // The model's gradient norm from each rank's blocks (other ranks add exact zeros to each block).
+  double model_grad_norm() {
+    const size_t blocks = (model_.count + kGradNormBlock - 1) / kGradNormBlock;
+    std::vector<double> squares(blocks, 0.0);
+    const ShardRange mine = ShardRange::of(ranks_.rank(), model_.count, shard_);
+    const size_t first = mine.begin / kGradNormBlock, last = (mine.end + kGradNormBlock - 1) / kGradNormBlock;
+    grad_block_squares(model_.grads, model_.count, first, last, squares.data() + first);
+    ranks_.sum(squares.data(), blocks);
+    double total = 0;
+    for (double s : squares) total += s;
+    return std::sqrt(total);
+  }
+  void share_params() { ranks_.share_shards(model_.params, model_.count, shard_); }
+  // Every rank's moments, [m (P) | v (P)] on rank 0 (empty elsewhere), for a checkpoint.
+  std::vector<float> gather_moments() {
+    const AdamW& optimizer = *model_.optimizer;
+    const size_t n = size_t(ranks_.ranks()), count = model_.count;
+    std::vector<float> mine(shard_), all(ranks_.writes() ? n * shard_ : 0), moments(ranks_.writes() ? 2 * count : 0);
+    for (size_t which = 0; which < 2; ++which) {
+      std::fill(mine.begin(), mine.end(), 0.0f);
+      const float* part = optimizer.moments().data() + which * optimizer.shard_size();
+      std::copy_n(part, optimizer.shard_size(), mine.data());
+      ranks_.gather_to_first(mine.data(), shard_, all.data());
+      if (ranks_.writes()) std::copy_n(all.data(), count, moments.data() + which * count);
+    }
+    return moments;
+  }
+
+ private:
+  RankGroup& ranks_;
+  TrainedBuffer model_;
+  size_t shard_ = 0;
+};
 
 }  // namespace
 
@@ -69,10 +121,19 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
   auto refresh_report = [&] {
     write_file_atomically(run.report_path, render_report_html(setup.title, records, settings_text(*setup.entries)));
   };
+  const std::vector<TrainedBuffer> buffers = objective.trained_buffers();
+  std::optional<ZeroOneSharding> zero;
+  if (c.zero_stage == 1) {
+    require(buffers.front().optimizer == setup.optimizer, ErrorKind::Internal, "ZeRO-1: the checkpointed optimizer "
+            "is not the first trained buffer's");
+    zero.emplace(ranks, buffers.front());
+  }
+  std::vector<float> gathered_moments;  // ZeRO-1: rank 0's copy of every shard, at checkpoints only
   auto checkpoint = [&] {
     state.data = loader.position();
-    const CheckpointContents contents{setup.model_config, setup.layout,         setup.params,
-                                      setup.optimizer->moments().data(), state, setup.tokenizer_dir};
+    const float* moments = zero ? gathered_moments.data() : setup.optimizer->moments().data();
+    const CheckpointContents contents{setup.model_config, setup.layout, setup.params,
+                                      moments,            state,        setup.tokenizer_dir};
     result.last_checkpoint = save_checkpoint(c.output_dir, contents, c.keep_last,
                                              [&](const std::string& dir) { objective.save_state(dir); });
     spdlog::info("checkpoint {}", result.last_checkpoint);
@@ -83,7 +144,6 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
             result.last_checkpoint.empty() ? std::string("none") : result.last_checkpoint, objective.nonfinite_advice());
   };
 
-  const std::vector<TrainedBuffer> buffers = objective.trained_buffers();
   std::vector<std::vector<int32_t>> inputs(static_cast<size_t>(c.grad_accum_steps)), targets(inputs.size());
   const int64_t step_sequences = c.grad_accum_steps * c.batch_size * ranks.ranks();
   const int64_t step_tokens = step_sequences * c.seq_len;
@@ -108,16 +168,24 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     const auto communication_start = Clock::now();
     std::vector<double> sums = objective.step_sums();
     ranks.sum(sums.data(), sums.size());
-    for (const auto& b : buffers) ranks.sum(b.grads, b.count);
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      if (zero && i == 0) zero->sum_grads();
+      else ranks.sum(buffers[i].grads, buffers[i].count);
+    }
     communication_seconds += std::chrono::duration<double>(Clock::now() - communication_start).count();
     const double loss = objective.step_loss(sums, scales);
     stop_on_nonfinite(loss, "loss");
-    const double grad_norm = buffers_grad_norm(buffers);
+    const double grad_norm = zero ? buffers_grad_norm(buffers, zero->model_grad_norm()) : buffers_grad_norm(buffers);
     stop_on_nonfinite(grad_norm, "gradient norm");
     if (c.grad_clip > 0 && grad_norm > c.grad_clip) scale_grads(buffers, float(c.grad_clip / (grad_norm + 1e-6)));
     const double lr = schedule.at(state.step);
     for (const auto& b : buffers)
       if (b.count > 0) b.optimizer->step(b.params, b.grads, lr);
+    if (zero) {
+      const auto share_start = Clock::now();
+      zero->share_params();
+      communication_seconds += std::chrono::duration<double>(Clock::now() - share_start).count();
+    }
     ++state.step;
     state.tokens_seen += step_tokens;
     result.final_loss = loss;
@@ -126,6 +194,8 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     StepRecord record{state.step, loss, lr, grad_norm, double(step_tokens) / seconds, std::nullopt};
     objective.end_step(record, writes);
     const bool last = state.step == c.steps;
+    const bool save = (c.save_every > 0 && state.step % c.save_every == 0) || last;
+    if (save && zero) gathered_moments = zero->gather_moments();  // every rank sends its shard
     if (!writes) continue;  // every rank holds the same weights; rank 0 alone evaluates and saves them
     if (setup.has_validation && ((c.eval_every > 0 && state.step % c.eval_every == 0) || last))
       record.val_loss = objective.validate(state.step);
@@ -135,8 +205,10 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
       const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
       objective.log_step(record, c.steps, elapsed / double(state.step - first_step) * double(c.steps - state.step));
     }
-    const bool save = (c.save_every > 0 && state.step % c.save_every == 0) || last;
-    if (save) checkpoint();
+    if (save) {
+      checkpoint();
+      gathered_moments = {};  // released: the full moments exist only while a checkpoint is written
+    }
     if (record.val_loss || save || state.step % 50 == 0) refresh_report();
   }
   if (writes) refresh_report();

@@ -182,9 +182,9 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
         "distributed.strategy must be collective (data parallel: gradients allreduced)");
   check(c.device_num > 0, "distributed.device_num must be positive (the number of MPI ranks)");
   check(c.allreduce == "flat" || c.allreduce == "hierarchical", "distributed.allreduce must be flat or hierarchical");
-  require(c.zero_stage == 0, ErrorKind::Unsupported,
-          "{}: distributed.zero: {} (sharded optimizer state) is not implemented yet; use zero: 0", source,
-          c.zero_stage);
+  check(c.zero_stage == 0 || c.zero_stage == 1,
+        "distributed.zero must be 0 (every rank holds all optimizer state) or 1 (Adam moments sharded over the "
+        "ranks, ZeRO stage 1); stages 2 and 3 are not implemented");
   if (entries != nullptr) *entries = r.entries();
   return c;
 }

@@ -55,7 +55,7 @@ struct TrainConfig {
   std::string distributed_strategy = "collective";  // collective (= data_parallel): gradients allreduced
   int64_t device_num = 1;                           // must equal the MPI world size
   std::string allreduce = "flat";                   // flat | hierarchical (inside nodes, then across)
-  int64_t zero_stage = 0;                           // 0 (1, sharded Adam moments, is not implemented yet)
+  int64_t zero_stage = 0;                           // 0 | 1 (ZeRO-1: Adam moments sharded over the ranks)
 };
 
 struct ConfigEntry {
