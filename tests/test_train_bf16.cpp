@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "io/model_config.h"
@@ -33,16 +35,49 @@ struct Pass {
   std::vector<float> grads;
 };
 
+// One forward and backward; the gradients are taken at `loss_scale` times the loss and divided by it
+// afterwards (exactly, a power of two), as fp16 training's loss scaling does.
 Pass forward_backward(const ModelConfig& config, const Checkpoint& weights, const std::vector<int32_t>& inputs,
-                      const std::vector<int32_t>& targets, int64_t batch, MatmulPrecision precision) {
+                      const std::vector<int32_t>& targets, int64_t batch, MatmulPrecision precision,
+                      double loss_scale = 1) {
   TrainModelOptions options;
   options.matmul_precision = precision;
   TrainModel<float> model(config, batch, int64_t(inputs.size()) / batch, options);
   load_parameters(model.layout(), weights, model.params());
   const LossSum loss = model.forward(inputs.data(), targets.data());
   model.zero_grad();
-  model.backward(1.0 / double(loss.targets));
-  return {loss.sum / double(loss.targets), std::vector<float>(model.grads(), model.grads() + model.parameter_count())};
+  model.backward(loss_scale / double(loss.targets));
+  std::vector<float> grads(model.grads(), model.grads() + model.parameter_count());
+  for (float& g : grads) g = float(g / loss_scale);
+  return {loss.sum / double(loss.targets), std::move(grads)};
+}
+
+struct FixtureBatch {
+  ModelConfig config;
+  std::unique_ptr<Checkpoint> weights;
+  std::vector<int32_t> inputs, targets;
+  int64_t batch = 0;
+};
+
+FixtureBatch read_fixture_batch(const std::string& model_dir, const std::string& train_dir) {
+  FixtureBatch f{load_hf_config(model_dir + "/config.json"), Checkpoint::open_directory(model_dir), {}, {}, 0};
+  MappedFile file(train_dir + "/expected.json");
+  const auto expected = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(file.data()), file.size()));
+  for (const auto& row : expected["input_tokens"]) for (int32_t t : row) f.inputs.push_back(t);
+  for (const auto& row : expected["target_tokens"]) for (int32_t t : row) f.targets.push_back(t);
+  f.batch = int64_t(expected["input_tokens"].size());
+  return f;
+}
+
+// The worst per-tensor relative L2 distance between two passes' gradients, and its tensor.
+std::pair<double, std::string> worst_gradient(const ModelConfig& config, const Pass& got, const Pass& want) {
+  TrainModel<float> shapes(config, 1, 1);
+  std::pair<double, std::string> worst{0.0, ""};
+  for (const ParameterInfo& info : shapes.layout().tensors) {
+    const double error = relative_l2(got.grads.data() + info.offset, want.grads.data() + info.offset, info.count);
+    if (error > worst.first) worst = {error, info.name};
+  }
+  return worst;
 }
 
 class TrainBf16 : public ::testing::TestWithParam<std::string> {};
@@ -114,6 +149,34 @@ std::vector<double> five_step_losses(const std::string& model_dir, const nlohman
     optimizer.step(model.params(), model.grads(), adam["lr"].get<double>());
   }
   return losses;
+}
+
+// fp16 products (IEEE half operands, f32 sums) with the default loss scale 2^16: half keeps 11
+// significant bits, 8× finer than bf16, so the bf16 bounds above divided by 8: loss within 1.25e-3,
+// each gradient tensor within 6.25e-3. The same products on gradients 2^16 times smaller (scale
+// 2^-16: what a 151,936-token softmax or a long batch does to dY without a loss scale) lose what
+// falls under half's range (below 6e-8 it has no bits left): that run's gradients must be far worse,
+// which is what the loss scale is for.
+TEST_P(TrainBf16, Fp16WithLossScaleStaysWithinHalfRoundingOfF32) {
+  const std::string model_dir = test::shared_path("fixtures/" + GetParam());
+  const std::string train_dir = test::shared_path("fixtures/train-" + GetParam());
+  RETORT_REQUIRE_PATH(model_dir, "fixture " + GetParam());
+  RETORT_REQUIRE_PATH(train_dir, "fixture train-" + GetParam());
+  const FixtureBatch f = read_fixture_batch(model_dir, train_dir);
+  const Pass f32 = forward_backward(f.config, *f.weights, f.inputs, f.targets, f.batch, MatmulPrecision::f32);
+  const Pass scaled =
+      forward_backward(f.config, *f.weights, f.inputs, f.targets, f.batch, MatmulPrecision::f16, 65536.0);
+  const Pass unscaled =
+      forward_backward(f.config, *f.weights, f.inputs, f.targets, f.batch, MatmulPrecision::f16, 1.0 / 65536);
+  EXPECT_LE(std::fabs(scaled.loss - f32.loss) / f32.loss, 1.25e-3) << "f32 " << f32.loss << ", f16 " << scaled.loss;
+  const auto [worst_scaled, scaled_name] = worst_gradient(f.config, scaled, f32);
+  const auto [worst_unscaled, unscaled_name] = worst_gradient(f.config, unscaled, f32);
+  EXPECT_LE(worst_scaled, 6.25e-3) << scaled_name;
+  EXPECT_GE(worst_scaled, 1e-5) << "the f16 gradients are as close to f32 as f32 rounding: were the products rounded?";
+  EXPECT_GT(worst_unscaled, 10 * worst_scaled) << "gradients under half's range should have been lost";
+  std::printf("%s: f16 loss relative %.2g; worst gradient tensor at loss scale 2^16: %s %.2g; at scale 2^-16: %s %.2g\n",
+              GetParam().c_str(), std::fabs(scaled.loss - f32.loss) / f32.loss, scaled_name.c_str(), worst_scaled,
+              unscaled_name.c_str(), worst_unscaled);
 }
 
 TEST_P(TrainBf16, FiveAdamWStepsTrackF32) {

@@ -138,6 +138,54 @@ TEST_F(TrainRun, Bf16MixedPrecisionTracksF32AndResumesBitwise) {
             read_bytes(dir_ / "part" / "step-00000008" / "model.safetensors"));
 }
 
+// memory.mixed_precision: fp16 end to end with a first loss scale far too big (2^26): the first
+// steps overflow and are skipped, each halving the scale; after `growth_interval` (3) good steps
+// in a row the scale doubles; the metrics say which steps were skipped and at what scale; the
+// loss still falls; and a run stopped at step 8 and resumed ends with the bytes of an
+// uninterrupted one (the scale and its counters are in the checkpoint).
+TEST_F(TrainRun, Fp16DynamicLossScalingSkipsOverflowsGrowsAndResumesBitwise) {
+  auto config = [&](const std::string& name, const std::string& run_dir, int64_t steps) {
+    std::string text = read_bytes(write_config(
+        name, run_dir, "memory: {mixed_precision: fp16, loss_scale: {initial: 67108864, growth_interval: 3}}\n", steps));
+    text.replace(text.find("decay: cosine"), 13, "decay: constant");  // so a longer run continues a shorter one
+    std::ofstream(dir_ / name) << text;
+    return (dir_ / name).string();
+  };
+  constexpr int64_t kSteps = 16;
+  auto whole = train(config("whole.yaml", "whole", kSteps));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  std::vector<nlohmann::json> records;
+  std::ifstream in(dir_ / "whole" / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(records.size(), size_t(kSteps));
+  ASSERT_EQ(records[0]["loss_scale"].get<double>(), 67108864.0);
+  int skipped = 0, grown = 0, good_in_a_row = 0;
+  for (size_t i = 0; i + 1 < records.size(); ++i) {
+    const double scale = records[i]["loss_scale"].get<double>(), next = records[i + 1]["loss_scale"].get<double>();
+    if (records[i].value("skipped", false)) {
+      ++skipped, good_in_a_row = 0;
+      EXPECT_EQ(next, scale / 2) << "after skipped step " << i + 1;
+      EXPECT_EQ(records[i]["grad_norm"].get<double>(), 0.0);
+    } else if (++good_in_a_row == 3) {
+      ++grown, good_in_a_row = 0;
+      EXPECT_EQ(next, scale * 2) << "after the third good step in a row, step " << i + 1;
+    } else {
+      EXPECT_EQ(next, scale) << "after step " << i + 1;
+    }
+  }
+  EXPECT_GE(skipped, 1) << "2^26 should overflow fp16's gradients at first";
+  EXPECT_GE(grown, 1);
+  EXPECT_NE(whole.output.find("step skipped"), std::string::npos) << whole.output;
+  EXPECT_LT(records.back()["loss"].get<double>(), records.front()["loss"].get<double>());
+
+  ASSERT_EQ(train(config("part.yaml", "part", 8)).status, 0);
+  auto resumed = train(config("part.yaml", "part", kSteps), "--resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  const fs::path last = fmt::format("step-{:08d}", kSteps);
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer_state.json"})
+    EXPECT_EQ(read_bytes(dir_ / "whole" / last / file), read_bytes(dir_ / "part" / last / file)) << file;
+}
+
 TEST_F(TrainRun, ConfigErrorsNameThePath) {
   auto unknown = train(write_config("unknown.yaml", "u", "memory: {activation_checkpointin: true}\n"));
   EXPECT_NE(unknown.status, 0);

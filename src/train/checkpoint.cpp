@@ -96,6 +96,11 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointConte
                        {"model", shape_signature(*contents.config)}};
   // Absent means one process, so a single-process run's checkpoints keep their earlier bytes.
   if (s.ranks > 1) state["ranks"] = s.ranks;
+  if (s.loss_scale > 0) {
+    state["loss_scale"] = s.loss_scale;
+    state["loss_scale_good_steps"] = s.loss_scale_good_steps;
+    state["skipped_steps"] = s.skipped_steps;
+  }
   if (write_extra) write_extra(temp_dir.string());
   // Written last: its presence marks the checkpoint complete.
   write_file_atomically((temp_dir / kStateFile).string(), state.dump(2) + "\n");
@@ -145,6 +150,9 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
   s.rng_state = state_json.at("rng_state").get<uint64_t>();
   s.tokens_seen = state_json.at("tokens_seen").get<int64_t>();
   s.ranks = state_json.value("ranks", int64_t(1));
+  s.loss_scale = state_json.value("loss_scale", 0.0);
+  s.loss_scale_good_steps = state_json.value("loss_scale_good_steps", int64_t(0));
+  s.skipped_steps = state_json.value("skipped_steps", int64_t(0));
   return s;
 }
 

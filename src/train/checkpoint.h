@@ -24,6 +24,12 @@ struct TrainerState {
   uint64_t rng_state = 0;       // the trainer's generator (reserved for dropout/sampling; saved for exactness)
   int64_t tokens_seen = 0;
   int64_t ranks = 1;            // data-parallel ranks of the run (saved only when more than one)
+  // fp16 dynamic loss scaling (saved only when used: loss_scale > 0): the current scale, the good
+  // steps since it last changed, and the steps skipped for overflowing gradients (the optimizer has
+  // taken step − skipped_steps updates, which its bias correction counts).
+  double loss_scale = 0;
+  int64_t loss_scale_good_steps = 0;
+  int64_t skipped_steps = 0;
 };
 
 struct CheckpointContents {

@@ -159,7 +159,9 @@ class DistillLoss final : public Objective {
     sum_ = {};
   }
   void accumulate(const int32_t* inputs, const int32_t* targets, const StepScales& scales) override {
-    const LossTerms t = objective_.run(inputs, targets, w_, scales.token, scales.sequence, true);
+    // The returned terms are unscaled sums; the scales weigh their gradients only.
+    const LossTerms t = objective_.run(inputs, targets, w_, scales.token * scales.loss_scale,
+                                       scales.sequence * scales.loss_scale, true);
     sum_.hard += t.hard, sum_.soft += t.soft, sum_.hidden += t.hidden, sum_.attention += t.attention;
   }
   std::vector<double> step_sums() const override { return {sum_.hard, sum_.soft, sum_.hidden, sum_.attention}; }
@@ -266,7 +268,7 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   LossWeights ema;
   if (!run.resumed_from.empty()) {
     ema = load_distill_state(run.resumed_from, objective.projection_layout(), proj_params, proj_optimizer.moments());
-    proj_optimizer.set_steps_taken(state.step);
+    proj_optimizer.set_steps_taken(state.step - state.skipped_steps);
   } else {
     objective.init_projections(c.seed);
     std::copy_n(objective.projections(), proj_params.size(), proj_params.data());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/cpu/bf16_gemm.h"
+#include "tensor/dtype.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -125,15 +126,34 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
 }
 
 namespace {
+// A stored rows × cols matrix (leading dimension ld) with every element rounded to IEEE half and
+// back: exactly the values an f16 operand holds (inf past 65504, zero below 6e-8).
+std::vector<float> rounded_to_f16(const float* x, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(size_t(rows * ld));
+  parallel_rows(rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t c = 0; c < cols; ++c) out[size_t(r * ld + c)] = f16_to_f32(f32_to_f16(x[r * ld + c]));
+  });
+  return out;
+}
+
 // C = op(A)·op(B) (+ C when accumulate) at the linear layers' precision.
 void linear_gemm(MatmulPrecision precision, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,
                  int64_t lda, const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
-  if (precision == MatmulPrecision::bf16) cpu::gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
-  else gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+  if (precision == MatmulPrecision::bf16) return cpu::gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  if (precision == MatmulPrecision::f16) {
+    // No f16 arithmetic on these CPUs: the rounded operands multiplied in f32 give the f16 unit's
+    // products (each exact in f32) summed in f32.
+    const std::vector<float> a = rounded_to_f16(A, ta ? K : M, ta ? M : K, lda);
+    const std::vector<float> b = rounded_to_f16(B, tb ? N : K, tb ? K : N, ldb);
+    return gemm<float>(ta, tb, M, N, K, 1.0f, a.data(), lda, b.data(), ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+  }
+  gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
 }
 void linear_gemm(MatmulPrecision precision, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A,
                  int64_t lda, const double* B, int64_t ldb, bool accumulate, double* C, int64_t ldc) {
-  require(precision == MatmulPrecision::f32, ErrorKind::Unsupported, "bf16 matrix products are for float models only");
+  require(precision == MatmulPrecision::f32, ErrorKind::Unsupported,
+          "bf16 and f16 matrix products are for float models only");
   gemm<double>(ta, tb, M, N, K, 1.0, A, lda, B, ldb, accumulate ? 1.0 : 0.0, C, ldc);
 }
 }  // namespace

@@ -47,8 +47,11 @@ void rmsnorm_backward(T* dinp,      // [N, C] += (residual stream)
 
 // How the linear layers' matrix products treat their operands. bf16: both operands of each product
 // (forward X·Wᵀ, backward dY·W and dYᵀ·X) are rounded to bf16 and summed in f32
-// (kernels/cpu/bf16_gemm.h); the tensors themselves, weights included, stay f32. float only.
-enum class MatmulPrecision { f32, bf16 };
+// (kernels/cpu/bf16_gemm.h); the tensors themselves, weights included, stay f32. f16: rounded to
+// IEEE half instead (the Ascend 910A's and older GPUs' type: 10-bit mantissa but a range of only
+// 6e-8 … 65504, so small gradients flush to zero and large values overflow to inf, which is what
+// dynamic loss scaling is for), summed in f32 as those units accumulate. float only.
+enum class MatmulPrecision { f32, bf16, f16 };
 
 // out = inp · weightᵀ + bias
 template <typename T>

@@ -15,6 +15,8 @@ std::string metrics_json_line(const StepRecord& r) {
   nlohmann::json j{{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                    {"tokens_per_second", r.tokens_per_second}};
   if (r.val_loss) j["val_loss"] = *r.val_loss;
+  if (r.loss_scale) j["loss_scale"] = *r.loss_scale;
+  if (r.skipped) j["skipped"] = true;
   return j.dump();
 }
 
@@ -27,6 +29,8 @@ std::vector<StepRecord> read_metrics(const std::string& path, int64_t max_step) 
       auto j = nlohmann::json::parse(line);
       StepRecord r{j.at("step"), j.at("loss"), j.at("lr"), j.at("grad_norm"), j.at("tokens_per_second"), std::nullopt};
       if (j.contains("val_loss")) r.val_loss = j["val_loss"].get<double>();
+      if (j.contains("loss_scale")) r.loss_scale = j["loss_scale"].get<double>();
+      r.skipped = j.value("skipped", false);
       if (r.step <= max_step) records.push_back(r);
     } catch (const nlohmann::json::exception&) {
       break;  // a line cut short by a killed run: everything after it is gone anyway

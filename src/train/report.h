@@ -16,6 +16,8 @@ struct StepRecord {
   double grad_norm = 0;
   double tokens_per_second = 0;
   std::optional<double> val_loss;
+  std::optional<double> loss_scale;  // fp16: the scale this step's gradients were taken at
+  bool skipped = false;              // fp16: the gradients overflowed and the update was skipped
 };
 
 std::string metrics_json_line(const StepRecord& record);

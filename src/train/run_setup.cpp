@@ -45,7 +45,9 @@ std::string settings_text(const std::vector<ConfigEntry>& entries) {
 TrainModelOptions train_model_options(const TrainConfig& c) {
   TrainModelOptions options;
   options.activation_checkpointing = c.activation_checkpointing;
-  options.matmul_precision = c.mixed_precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::f32;
+  options.matmul_precision = c.mixed_precision == "bf16"   ? MatmulPrecision::bf16
+                             : c.mixed_precision == "fp16" ? MatmulPrecision::f16
+                                                           : MatmulPrecision::f32;
   return options;
 }
 
@@ -113,7 +115,7 @@ OpenedRun open_or_resume_run(const TrainConfig& c, bool resume, const ModelConfi
             "--resume: {} was written by a run on {} rank(s), but this run has {}; resume on {} rank(s) "
             "(mpirun -np {}), or start a new run in another checkpointing.dir",
             *latest, run.state.ranks, ranks.ranks(), run.state.ranks, run.state.ranks);
-    optimizer.set_steps_taken(run.state.step);
+    optimizer.set_steps_taken(run.state.step - run.state.skipped_steps);
     run.records = read_metrics(run.metrics_path, run.state.step);
     run.resumed_from = *latest;
     spdlog::info("resuming from {} (step {})", *latest, run.state.step);

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "train/checkpoint.h"
+#include "train/loss_scaler.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -128,6 +129,7 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
             "is not the first trained buffer's");
     zero.emplace(ranks, buffers.front());
   }
+  LossScaler scaler(c.mixed_precision == "fp16", c.loss_scale_initial, c.loss_scale_growth_interval, state);
   std::vector<float> gathered_moments;  // ZeRO-1: rank 0's copy of every shard, at checkpoints only
   auto checkpoint = [&] {
     state.data = loader.position();
@@ -161,7 +163,7 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
       keep_rank_rows(targets[m], ranks, size_t(c.batch_size * c.seq_len));
     }
     const StepScales scales{step_targets, step_targets > 0 ? 1.0 / double(step_targets) : 0.0,
-                            1.0 / double(step_sequences)};
+                            1.0 / double(step_sequences), scaler.scale()};
     objective.begin_step(state.step);
     for (size_t m = 0; m < inputs.size(); ++m) objective.accumulate(inputs[m].data(), targets[m].data(), scales);
     // Once per optimizer step, after accumulation: the gradients and loss terms of all ranks.
@@ -175,16 +177,24 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     communication_seconds += std::chrono::duration<double>(Clock::now() - communication_start).count();
     const double loss = objective.step_loss(sums, scales);
     stop_on_nonfinite(loss, "loss");
-    const double grad_norm = zero ? buffers_grad_norm(buffers, zero->model_grad_norm()) : buffers_grad_norm(buffers);
+    const double scaled_norm = zero ? buffers_grad_norm(buffers, zero->model_grad_norm()) : buffers_grad_norm(buffers);
+    const double loss_scale = scaler.scale();
+    const bool apply = scaler.admit_step(scaled_norm);  // false only for fp16 overflow: step skipped
+    const double grad_norm = apply ? scaled_norm / loss_scale : 0.0;
     stop_on_nonfinite(grad_norm, "gradient norm");
-    if (c.grad_clip > 0 && grad_norm > c.grad_clip) scale_grads(buffers, float(c.grad_clip / (grad_norm + 1e-6)));
     const double lr = schedule.at(state.step);
-    for (const auto& b : buffers)
-      if (b.count > 0) b.optimizer->step(b.params, b.grads, lr);
-    if (zero) {
-      const auto share_start = Clock::now();
-      zero->share_params();
-      communication_seconds += std::chrono::duration<double>(Clock::now() - share_start).count();
+    if (apply) {
+      // Unscaling (an exact power of two) and clipping in one pass over the gradients.
+      double factor = 1.0 / loss_scale;
+      if (c.grad_clip > 0 && grad_norm > c.grad_clip) factor *= c.grad_clip / (grad_norm + 1e-6);
+      if (factor != 1.0) scale_grads(buffers, float(factor));
+      for (const auto& b : buffers)
+        if (b.count > 0) b.optimizer->step(b.params, b.grads, lr);
+      if (zero) {
+        const auto share_start = Clock::now();
+        zero->share_params();
+        communication_seconds += std::chrono::duration<double>(Clock::now() - share_start).count();
+      }
     }
     ++state.step;
     state.tokens_seen += step_tokens;
@@ -192,6 +202,7 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
 
     const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
     StepRecord record{state.step, loss, lr, grad_norm, double(step_tokens) / seconds, std::nullopt};
+    if (scaler.enabled()) record.loss_scale = loss_scale, record.skipped = !apply;
     objective.end_step(record, writes);
     const bool last = state.step == c.steps;
     const bool save = (c.save_every > 0 && state.step % c.save_every == 0) || last;

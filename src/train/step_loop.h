@@ -29,6 +29,7 @@ struct StepScales {
   int64_t targets = 0;  // the step's counted targets (all micro-batches)
   double token = 0;     // 1 / the step's counted targets (0 when there are none)
   double sequence = 0;  // 1 / the step's sequences
+  double loss_scale = 1;  // fp16's dynamic loss scale: multiplies the gradients only, not the loss terms
 };
 
 

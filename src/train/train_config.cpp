@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -148,6 +149,8 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   r.read("checkpointing.keep_last", c.keep_last);
   r.read("memory.activation_checkpointing", c.activation_checkpointing);
   r.read("memory.mixed_precision", c.mixed_precision);
+  r.read("memory.loss_scale.initial", c.loss_scale_initial);
+  r.read("memory.loss_scale.growth_interval", c.loss_scale_growth_interval);
   r.read("distributed.enable", c.distributed_enable);
   r.read("distributed.strategy", c.distributed_strategy);
   r.read("distributed.device_num", c.device_num);
@@ -176,7 +179,10 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
         "optimizer: beta1 and beta2 must be in [0, 1)");
   check(c.warmup_steps >= 0 && c.eval_every >= 0 && c.save_every >= 0 && c.keep_last > 0 && c.log_every > 0,
         "scheduler.warmup_steps, evaluation.every and checkpointing.every must be ≥ 0; keep_last and log_every > 0");
-  check(c.mixed_precision == "none" || c.mixed_precision == "bf16", "memory.mixed_precision must be none or bf16");
+  check(c.mixed_precision == "none" || c.mixed_precision == "bf16" || c.mixed_precision == "fp16",
+        "memory.mixed_precision must be none, bf16 or fp16");
+  check(c.loss_scale_initial >= 1 && std::isfinite(c.loss_scale_initial) && c.loss_scale_growth_interval > 0,
+        "memory.loss_scale: initial must be a finite number ≥ 1 and growth_interval a positive number of steps");
   check(c.threads >= 0, "threads must be ≥ 0 (0: all hardware threads)");
   check(c.distributed_strategy == "collective" || c.distributed_strategy == "data_parallel",
         "distributed.strategy must be collective (data parallel: gradients allreduced)");

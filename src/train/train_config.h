@@ -49,7 +49,9 @@ struct TrainConfig {
   int64_t keep_last = 3;
   // memory
   bool activation_checkpointing = false;
-  std::string mixed_precision = "none";  // none | bf16
+  std::string mixed_precision = "none";  // none | bf16 | fp16 (with dynamic loss scaling)
+  double loss_scale_initial = 65536;     // fp16: the first loss scale (2^16, as PyTorch's GradScaler)
+  int64_t loss_scale_growth_interval = 2000;  // fp16: the scale doubles after this many good steps
   // distributed: data parallel over MPI ranks (mpirun -np device_num; dist/data_parallel.h)
   bool distributed_enable = false;
   std::string distributed_strategy = "collective";  // collective (= data_parallel): gradients allreduced

@@ -41,7 +41,7 @@ TrainModel<T>::TrainModel(const ModelConfig& config, int64_t batch, int64_t seq_
           "sequence length {} is over the model's {} positions (max_position_embeddings); use a shorter "
           "seq_len", seq_len, config_.max_positions);
   require(std::is_same_v<T, float> || options_.matmul_precision == MatmulPrecision::f32, ErrorKind::Unsupported,
-          "bf16 matrix products are for float (f32) training models only");
+          "bf16 and f16 matrix products are for float (f32) training models only");
   params_.assign(layout_.total, T(0));
   grads_.assign(layout_.total, T(0));
   w_ = parameter_views(layout_, config_, params_.data());

@@ -61,7 +61,7 @@ class CrossEntropyObjective final : public Objective {
   }
   void accumulate(const int32_t* inputs, const int32_t* targets, const StepScales& scales) override {
     loss_sum_ += model_.forward(inputs, targets).sum;
-    if (scales.token > 0) model_.backward(scales.token);
+    if (scales.token > 0) model_.backward(scales.token * scales.loss_scale);
   }
   std::vector<double> step_sums() const override { return {loss_sum_}; }
   double step_loss(const std::vector<double>& sums, const StepScales& scales) override {
