@@ -32,7 +32,8 @@ void Communicator::allreduce(float* data, size_t count, ReduceOp op) {
   const size_t n = size_t(size());
   if (n == 1) return;
   const size_t shard = (count + n - 1) / n;
-  padded_.assign(n * shard, 0.0f);
+  padded_.resize(n * shard);
+  std::fill(padded_.begin() + std::ptrdiff_t(count), padded_.end(), 0.0f);
   std::copy_n(data, count, padded_.data());
   shard_.resize(shard);
   reduce_scatter(padded_.data(), shard_.data(), shard, op);
@@ -134,7 +135,11 @@ void hierarchical_allreduce(NodeSplit& split, float* data, size_t count, ReduceO
   Communicator& cross = *split.cross;
   const size_t local = size_t(node.size());
   const size_t shard = (count + local - 1) / local;
-  std::vector<float> padded(local * shard, 0.0f), mine(shard);
+  std::vector<float>& padded = split.padded;
+  std::vector<float>& mine = split.shard;
+  padded.resize(local * shard);
+  std::fill(padded.begin() + std::ptrdiff_t(count), padded.end(), 0.0f);
+  mine.resize(shard);
   std::copy_n(data, count, padded.data());
   node.reduce_scatter(padded.data(), mine.data(), shard, ReduceOp::Sum);
   cross.allreduce(mine.data(), shard, ReduceOp::Sum);

@@ -77,6 +77,7 @@ std::unique_ptr<Communicator> make_single_communicator();
 // nodes instead of asking MPI which share memory (to test the two levels on one machine).
 struct NodeSplit {
   std::unique_ptr<Communicator> node, cross;
+  std::vector<float> padded, shard;  // hierarchical_allreduce's buffers, reused between steps
 };
 NodeSplit split_by_node(Communicator& world);
 
