@@ -188,6 +188,9 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--queue", o.scheduler.max_queued, "Requests waiting for a slot before 429")->capture_default_str();
   command->add_option("--batch-tokens", o.scheduler.max_batch_tokens, "Most tokens in one batched forward")
       ->capture_default_str();
+  o.scheduler.prefix_cache = true;
+  command->add_flag("--prefix-cache,!--no-prefix-cache", o.scheduler.prefix_cache,
+                    "Reuse the KV cache of earlier requests' shared prompt prefixes (default on)");
   command->add_option("--kv-tokens", o.kv_tokens, "KV cache positions shared by all sequences (default max(16384, ctx))");
   command->add_option("--max-tokens-cap", o.server.limits.max_tokens_cap, "Largest max_tokens a request may ask for")
       ->capture_default_str();

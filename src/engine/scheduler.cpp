@@ -92,6 +92,7 @@ Scheduler::Scheduler(Transformer& model, KvCache& cache, const Tokenizer& tokeni
           ErrorKind::InvalidInput, "scheduler limits must be positive (running {}, queued {}, batch tokens {})",
           options_.max_running, options_.max_queued, options_.max_batch_tokens);
   options_.context = std::min({options_.context, cache_.capacity_tokens(), model_.config().max_positions});
+  cache_.set_prefix_caching(options_.prefix_cache);
   eos_ids_ = end_of_sequence_ids(tokenizer_, model_.config());
   stats_.kv_blocks_total = cache_.total_blocks();
   engine_ = std::thread([this] { engine_loop(); });
@@ -171,6 +172,8 @@ void Scheduler::engine_loop() {
     if (build_batch(batch, owners)) {
       try {
         const int64_t rows = model_.forward(batch, cache_, logits_);
+        // Before sampling, which may end a sequence and release its blocks: its full ones are cached.
+        for (Sequence* s : owners) cache_.index_full_blocks(s->kv, s->tokens);
         const int64_t vocab = model_.config().vocab_size;
         int64_t row = 0;
         for (size_t i = 0; i < batch.size(); ++i) {
@@ -240,12 +243,20 @@ void Scheduler::admit_waiting() {
   while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
     Sequence& next = *waiting_.front();
     const int64_t length = static_cast<int64_t>(next.tokens.size());
+    // Blocks of earlier requests holding this prompt's start are taken first (read-only, shared).
+    const int64_t hit = cache_.attach_cached_prefix(next.kv, next.tokens);
     // Keep one block per running sequence free so that decoding rarely has to preempt.
     const int64_t headroom = static_cast<int64_t>(running_.size());
-    if (cache_.blocks_needed(next.kv, length + 1) + headroom > cache_.free_blocks()) {
-      if (!running_.empty()) break;  // wait for running sequences to give blocks back
+    const bool room = cache_.blocks_needed(next.kv, length + 1) + headroom <= cache_.free_blocks() || running_.empty();
+    if (!room || !cache_.reserve(next.kv, length)) {
+      cache_.release(next.kv);  // wait for running sequences to give blocks back; the hit is found again
+      break;
     }
-    if (!cache_.reserve(next.kv, length)) break;
+    if (cache_.prefix_caching()) {
+      std::lock_guard lock(stats_mutex_);
+      stats_.prefix_cache_query_tokens_total += length;
+      stats_.prefix_cache_hit_tokens_total += hit;
+    }
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
     ++admitted;
@@ -401,6 +412,7 @@ void Scheduler::publish_stats() {
   std::lock_guard lock(stats_mutex_);
   stats_.running = static_cast<int64_t>(running_.size());
   stats_.kv_blocks_used = cache_.total_blocks() - cache_.free_blocks();
+  stats_.kv_blocks_cached = cache_.cached_blocks();
 }
 
 }  // namespace retort

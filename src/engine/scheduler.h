@@ -99,6 +99,7 @@ struct SchedulerOptions {
   int max_running = 16;          // sequences stepped together
   int max_queued = 64;           // requests waiting for admission before submit refuses
   int64_t max_batch_tokens = 512;  // tokens in one forward (decode tokens first, then prefill chunks)
+  bool prefix_cache = false;       // reuse the KV blocks of earlier requests' shared prompt prefixes
 };
 
 enum class SubmitStatus { Accepted, QueueFull, ShuttingDown };
@@ -118,6 +119,9 @@ struct SchedulerStats {
   int64_t generated_tokens_total = 0;  // sampled tokens since start
   int64_t preemptions_total = 0;
   int64_t steps_total = 0;
+  int64_t kv_blocks_cached = 0;              // prefix cache: blocks kept for later prompts, held by none
+  int64_t prefix_cache_query_tokens_total = 0;  // prompt tokens of admitted requests (prefix cache on)
+  int64_t prefix_cache_hit_tokens_total = 0;    // of those, found in the cache (prefill skipped)
 };
 
 class Scheduler {

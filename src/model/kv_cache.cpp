@@ -26,6 +26,12 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
   free_list_.reserve(static_cast<size_t>(total_blocks_));
   // Handed out from the back, so lower block ids go first.
   for (int64_t block = total_blocks_ - 1; block >= 0; --block) free_list_.push_back(static_cast<int32_t>(block));
+  const auto blocks = static_cast<size_t>(total_blocks_);
+  references_.assign(blocks, 0);
+  block_hash_.assign(blocks, 0);
+  parent_.assign(blocks, -1);
+  block_tokens_.assign(blocks * static_cast<size_t>(block_size_), 0);
+  evictable_tick_.assign(blocks, 0);
 }
 
 KvCacheLayout KvCache::layer(int64_t layer) {
@@ -41,17 +47,120 @@ int64_t KvCache::blocks_needed(const KvSequence& sequence, int64_t new_length) c
 bool KvCache::reserve(KvSequence& sequence, int64_t new_length) {
   const int64_t extra = blocks_needed(sequence, new_length);
   if (extra > free_blocks()) return false;
-  for (int64_t i = 0; i < extra; ++i) {
-    sequence.blocks.push_back(free_list_.back());
-    free_list_.pop_back();
-  }
+  for (int64_t i = 0; i < extra; ++i) sequence.blocks.push_back(take_block());
   return true;
 }
 
+// A never-used block if there is one, else the least recently used cached block, evicted.
+int32_t KvCache::take_block() {
+  int32_t block;
+  if (!free_list_.empty()) {
+    block = free_list_.back();
+    free_list_.pop_back();
+  } else {
+    const auto oldest = evictable_.begin();
+    block = oldest->second;
+    evictable_.erase(oldest);
+    evictable_tick_[size_t(block)] = 0;
+    forget(block);
+  }
+  references_[size_t(block)] = 1;
+  return block;
+}
+
 void KvCache::release(KvSequence& sequence) {
-  for (auto it = sequence.blocks.rbegin(); it != sequence.blocks.rend(); ++it) free_list_.push_back(*it);
-  sequence.blocks.clear();
-  sequence.length = 0;
+  // Last block first: a sequence's tail becomes evictable before its head, which more prompts share.
+  for (auto it = sequence.blocks.rbegin(); it != sequence.blocks.rend(); ++it) {
+    const auto b = size_t(*it);
+    if (--references_[b] > 0) continue;
+    if (block_hash_[b] != 0) {
+      evictable_tick_[b] = ++tick_;
+      evictable_.emplace(tick_, *it);
+    } else {
+      free_list_.push_back(*it);
+    }
+  }
+  sequence = KvSequence{};
+}
+
+uint64_t KvCache::block_chain_hash(uint64_t parent_hash, std::span<const int32_t> tokens) const {
+  uint64_t h = parent_hash ^ 0x9e3779b97f4a7c15ull;
+  for (int32_t t : tokens) {
+    h ^= uint32_t(t);
+    h *= 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  h ^= h >> 32;
+  return h == 0 ? 1 : h;  // 0 means "not indexed"
+}
+
+int32_t KvCache::find_cached(uint64_t hash, int32_t parent, std::span<const int32_t> tokens) const {
+  const auto [first, last] = index_.equal_range(hash);
+  for (auto it = first; it != last; ++it) {
+    const auto b = size_t(it->second);
+    const auto stored = block_tokens_.begin() + std::ptrdiff_t(b * size_t(block_size_));
+    if (parent_[b] == parent && std::equal(tokens.begin(), tokens.end(), stored)) return it->second;
+  }
+  return -1;
+}
+
+void KvCache::forget(int32_t block) {
+  const auto b = size_t(block);
+  if (block_hash_[b] == 0) return;
+  const auto [first, last] = index_.equal_range(block_hash_[b]);
+  for (auto it = first; it != last; ++it)
+    if (it->second == block) {
+      index_.erase(it);
+      break;
+    }
+  block_hash_[b] = 0;
+  parent_[b] = -1;
+}
+
+int64_t KvCache::attach_cached_prefix(KvSequence& sequence, std::span<const int32_t> tokens) {
+  require(sequence.blocks.empty() && sequence.length == 0, ErrorKind::Internal,
+          "a cached prefix can only start an empty sequence");
+  if (!prefix_caching_ || tokens.empty()) return 0;
+  const auto whole_blocks = int64_t(tokens.size() - 1) / block_size_;  // one token is always evaluated
+  for (int64_t i = 0; i < whole_blocks; ++i) {
+    const auto block_tokens = tokens.subspan(size_t(i * block_size_), size_t(block_size_));
+    const uint64_t hash = block_chain_hash(sequence.chain_hash, block_tokens);
+    const int32_t b = find_cached(hash, sequence.chain_block, block_tokens);
+    if (b < 0) break;
+    if (references_[size_t(b)]++ == 0) {
+      evictable_.erase(evictable_tick_[size_t(b)]);
+      evictable_tick_[size_t(b)] = 0;
+    }
+    sequence.blocks.push_back(b);
+    sequence.chain_hash = hash;
+    sequence.chain_block = b;
+  }
+  sequence.indexed_blocks = int64_t(sequence.blocks.size());
+  sequence.length = sequence.indexed_blocks * block_size_;
+  return sequence.length;
+}
+
+void KvCache::index_full_blocks(KvSequence& sequence, std::span<const int32_t> tokens) {
+  if (!prefix_caching_) return;
+  const int64_t full = std::min(sequence.length, int64_t(tokens.size())) / block_size_;
+  for (int64_t i = sequence.indexed_blocks; i < full; ++i) {
+    const auto block_tokens = tokens.subspan(size_t(i * block_size_), size_t(block_size_));
+    const uint64_t hash = block_chain_hash(sequence.chain_hash, block_tokens);
+    int32_t canonical = find_cached(hash, sequence.chain_block, block_tokens);
+    const auto b = size_t(sequence.blocks[size_t(i)]);
+    if (canonical < 0) {
+      forget(int32_t(b));
+      block_hash_[b] = hash;
+      parent_[b] = sequence.chain_block;
+      std::copy(block_tokens.begin(), block_tokens.end(), block_tokens_.begin() + std::ptrdiff_t(b * size_t(block_size_)));
+      index_.emplace(hash, int32_t(b));
+      canonical = int32_t(b);
+    }
+    // Another block already held these tokens: this one stays private and is freed, not cached.
+    sequence.chain_hash = hash;
+    sequence.chain_block = canonical;
+  }
+  sequence.indexed_blocks = std::max(sequence.indexed_blocks, full);
 }
 
 void KvCache::copy_prefix(const KvSequence& from, KvSequence& to, int64_t positions) {

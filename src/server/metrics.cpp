@@ -85,6 +85,12 @@ std::string ServerMetrics::render(const SchedulerStats& engine, bool ready) cons
   out += gauge("retort_preemptions_total", "Sequences preempted to free KV blocks",
                static_cast<double>(engine.preemptions_total), "counter");
   out += gauge("retort_engine_steps_total", "Batched forward steps", static_cast<double>(engine.steps_total), "counter");
+  out += gauge("retort_prefix_cache_blocks", "KV blocks kept for later prompts that start with their tokens",
+               static_cast<double>(engine.kv_blocks_cached));
+  out += gauge("retort_prefix_cache_query_tokens_total", "Prompt tokens of admitted requests (prefix cache on)",
+               static_cast<double>(engine.prefix_cache_query_tokens_total), "counter");
+  out += gauge("retort_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache (prefill skipped)",
+               static_cast<double>(engine.prefix_cache_hit_tokens_total), "counter");
   out += time_to_first_token_.render("retort_time_to_first_token_seconds", "Time from request to first token");
   out += inter_token_.render("retort_inter_token_latency_seconds", "Time between streamed tokens");
   out += request_duration_.render("retort_request_duration_seconds", "Time from request to last byte");
