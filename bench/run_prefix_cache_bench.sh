@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The prefix cache's effect on `retort serve`: bench/prefix_cache_load.mjs (a shared ~1,000-token
+# system prompt, and 3-turn chats) at 1, 4 and 16 clients against the server with the cache on,
+# then with --no-prefix-cache; time to first token and prompt tokens evaluated, side by side.
+#   bench/run_prefix_cache_bench.sh [MODEL] [BUILD_DIR]
+# MODEL: a GGUF or HF folder with a chat template (default: the R1-Distill-Qwen-1.5B-shaped q4_0
+# file bench/compare_llama_cpp.sh makes). env: THREADS (all cores), CLIENTS (1,4,16),
+# SYSTEM_TOKENS (1000), MAX_TOKENS (16), TEMPLATE (deepseek-r1: the converted file keeps no template).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${1:-.cache/llama-compare/DeepSeek-R1-Distill-Qwen-1.5B-q4_0.gguf}
+BUILD=${2:-build/release}
+THREADS=${THREADS:-$(nproc)}
+CLIENTS=${CLIENTS:-1,4,16}
+SYSTEM_TOKENS=${SYSTEM_TOKENS:-1000}
+MAX_TOKENS=${MAX_TOKENS:-16}
+[ -e "$MODEL" ] || { echo "no model at $MODEL: run bench/compare_llama_cpp.sh first or pass one" >&2; exit 1; }
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
+
+for mode in on off; do
+  port=18441
+  flag=$([ "$mode" = on ] && echo --prefix-cache || echo --no-prefix-cache)
+  "$BUILD/retort" serve "$MODEL" --port $port --threads "$THREADS" --parallel 16 --ctx 2048 --kv-tokens 40000 \
+    --queue 256 --access-log "" --template "${TEMPLATE:-deepseek-r1}" $flag > "/tmp/retort-prefix-$mode.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.2; done
+  node bench/prefix_cache_load.mjs --url "http://127.0.0.1:$port" --clients "$CLIENTS" \
+    --system-tokens "$SYSTEM_TOKENS" --max-tokens "$MAX_TOKENS" --label "retort serve, prefix cache $mode"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+done
