@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/generation.h"
+#include "engine/token_constraint.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -80,6 +81,8 @@ struct Scheduler::Sequence {
   StopChecker stop;
   StreamingDecoder decoder;
   ReasoningSplitter splitter;
+  std::optional<TokenConstraint> constraint;  // with request.grammar, from the first sampled token
+  std::vector<float> masked_logits;
   uint64_t admit_order = 0;
   bool done = false;
 };
@@ -325,8 +328,20 @@ bool Scheduler::build_batch(std::vector<SequenceChunk>& batch, std::vector<Seque
 }
 
 void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
+  if (s.request.grammar) {
+    if (!constraint_vocabulary_) {
+      constraint_vocabulary_ = std::make_shared<const ConstraintVocabulary>(tokenizer_, eos_ids_, model_.config().vocab_size);
+    }
+    if (!s.constraint) s.constraint.emplace(s.request.grammar, constraint_vocabulary_, !s.request.starts_in_reasoning);
+    s.masked_logits.assign(logits.begin(), logits.end());
+    if (!s.constraint->mask(s.masked_logits)) {
+      return finish(s, FinishReason::Error, "no token can continue a reply in the requested response format");
+    }
+    logits = s.masked_logits;
+  }
   const Sampler::Sample sample =
       s.sampler.sample_with_logprob(logits, TokenHistory(s.tokens, static_cast<size_t>(s.prompt_size)));
+  if (s.constraint) s.constraint->accept(sample.token);
   s.tokens.push_back(sample.token);
   {
     std::lock_guard lock(stats_mutex_);
@@ -349,8 +364,12 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
   bool ending = result.stop;
   if (ending) {
     reason = result.reason == StopReason::MaxTokens ? FinishReason::Length : FinishReason::Stop;
+    if (s.constraint && s.constraint->finished()) reason = FinishReason::Stop;  // complete on the last token
     // Bytes of a character the budget cut off are output too (as U+FFFD), as the decoder promises.
     if (reason == FinishReason::Length) text += s.decoder.flush();
+  } else if (s.constraint && s.constraint->finished()) {
+    ending = true;  // the reply is complete and nothing may follow: no need to sample end-of-sequence
+    text += s.stop.flush() + s.decoder.flush();
   } else if (static_cast<int64_t>(s.tokens.size()) >= options_.context) {
     ending = true;
     reason = FinishReason::Length;

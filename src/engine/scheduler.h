@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/output_grammar.h"
 #include "engine/reasoning.h"
 #include "engine/sampler.h"
 #include "engine/stop_conditions.h"
@@ -29,6 +30,7 @@
 namespace retort {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
+class ConstraintVocabulary;
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // already tokenized, never empty
@@ -39,6 +41,9 @@ struct GenerationRequest {
   bool split_reasoning = false;       // route <think>…</think> to TextChannel::Reasoning
   bool starts_in_reasoning = false;   // the prompt already opened <think>
   std::optional<SteadyTime> deadline;  // generation ends (FinishReason::Timeout) when it passes
+  // Structured output: every sampled token keeps the reply (after "</think>" when the prompt opened
+  // reasoning) within this grammar, and generation stops once it is complete. Null: free text.
+  std::shared_ptr<const OutputGrammar> grammar;
 };
 
 enum class FinishReason {
@@ -164,6 +169,7 @@ class Scheduler {
   const Tokenizer& tokenizer_;
   SchedulerOptions options_;
   std::vector<int32_t> eos_ids_;
+  std::shared_ptr<const ConstraintVocabulary> constraint_vocabulary_;  // built on first use (engine thread)
 
   mutable std::mutex inbox_mutex_;
   std::condition_variable inbox_ready_;

@@ -153,6 +153,7 @@ void apply_settings(GenerationRequest& generation, const GenerationSettings& set
   generation.sampling = settings.sampling;
   generation.stop_strings = settings.stop;
   generation.top_logprobs = settings.top_logprobs;
+  generation.grammar = settings.grammar;
   if (services.options->request_timeout_seconds > 0) {
     generation.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                              std::chrono::duration<double>(services.options->request_timeout_seconds));

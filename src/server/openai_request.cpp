@@ -77,10 +77,43 @@ void check_unsupported(const json& body) {
   for (const char* name : {"tools", "functions", "tool_choice", "function_call"}) {
     if (field(body, name) != nullptr) bad(name, fmt::format("'{}' (tool calling) is not supported by this server", name));
   }
-  if (const json* format = field(body, "response_format")) {
-    if (!format->is_object() || format->value("type", "") != "text") {
-      bad("response_format", "only response_format {\"type\": \"text\"} is supported");
+}
+
+// response_format {"type": "text" | "json_object" | "json_schema", "json_schema": {"schema": …}}, and
+// vLLM's guided_choice: ["label", …] (one of the strings, as plain text).
+std::shared_ptr<const OutputGrammar> parse_output_grammar(const json& body) {
+  const json* format = field(body, "response_format");
+  const json* choice = field(body, "guided_choice");
+  if (format != nullptr && choice != nullptr) bad("guided_choice", "give either response_format or guided_choice");
+  try {
+    if (choice != nullptr) {
+      if (!choice->is_array() || choice->empty()) bad("guided_choice", "'guided_choice' must be a non-empty array of strings");
+      std::vector<std::string> strings;
+      for (const auto& item : *choice) {
+        if (!item.is_string()) bad("guided_choice", "'guided_choice' must be a non-empty array of strings");
+        strings.push_back(item.get<std::string>());
+      }
+      return OutputGrammar::choice(strings);
     }
+    if (format == nullptr) return nullptr;
+    if (!format->is_object()) bad("response_format", "'response_format' must be an object with a 'type'");
+    const json* type = field(*format, "type");
+    if (type == nullptr || !type->is_string()) {
+      bad("response_format", "response_format.type must be a string: text, json_object or json_schema");
+    }
+    const std::string name = type->get<std::string>();
+    if (name == "text") return nullptr;
+    if (name == "json_object") return OutputGrammar::any_json_object();
+    if (name == "json_schema") {
+      const json* spec = field(*format, "json_schema");
+      const json* schema = spec != nullptr && spec->is_object() ? field(*spec, "schema") : nullptr;
+      if (schema == nullptr) bad("response_format", "response_format json_schema needs json_schema.schema (a JSON schema)");
+      return OutputGrammar::json_schema(*schema);
+    }
+    bad("response_format", fmt::format("response_format type '{}' is not supported; use text, json_object or json_schema",
+                                       name.substr(0, 64)));
+  } catch (const Error& error) {
+    bad(choice != nullptr ? "guided_choice" : "response_format", error.what());
   }
 }
 
@@ -119,6 +152,7 @@ GenerationSettings parse_settings(const json& body, const RequestLimits& limits,
     }
   }
   settings.stop = stop_field(body, limits.max_stop_strings);
+  settings.grammar = parse_output_grammar(body);
   settings.stream = bool_field(body, "stream").value_or(false);
   if (const json* options = field(body, "stream_options")) {
     if (!options->is_object()) bad("stream_options", "'stream_options' must be an object");

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/output_grammar.h"
 #include "engine/sampler.h"
 #include "tokenizer/chat_template.h"
 
@@ -29,6 +30,8 @@ struct GenerationSettings {
   bool stream = false;
   bool include_usage = false;     // stream_options.include_usage
   int top_logprobs = -1;          // -1: no logprobs; 0: only the sampled token's
+  // response_format json_object / json_schema, or guided_choice: the reply's grammar (null: free text).
+  std::shared_ptr<const OutputGrammar> grammar;
 };
 
 struct ChatCompletionRequest {
