@@ -10,6 +10,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/mapped_file.h"
+#include "util/output_path.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -70,6 +71,7 @@ void add_convert_command(CLI::App& app) {
     set_thread_count(options->threads);
     set_default_map_mode(MapMode::Map);  // each tensor is read once
     const QuantRecipe recipe = parse_quant_recipe(options->type);
+    check_output_file(options->output, {options->input}, "-o/--out");
     Timer timer;
     convert_hf_to_gguf(options->input, options->output, recipe, progress_printer());
     report(*options, timer);
@@ -84,8 +86,7 @@ void add_convert_command(CLI::App& app) {
     set_thread_count(options->threads);
     set_default_map_mode(MapMode::Map);
     const QuantRecipe recipe = parse_quant_recipe(options->type);
-    require(std::filesystem::absolute(options->input) != std::filesystem::absolute(options->output),
-            ErrorKind::InvalidInput, "IN and OUT are the same file; write to a new file");
+    check_output_file(options->output, {options->input}, "OUT");
     Timer timer;
     quantize_gguf(options->input, options->output, recipe, progress_printer());
     report(*options, timer);

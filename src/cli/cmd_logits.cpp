@@ -10,6 +10,7 @@
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
+#include "util/output_path.h"
 
 namespace retort::cli {
 
@@ -39,6 +40,7 @@ std::vector<int32_t> read_token_file(const std::string& path) {
 }
 
 void run_logits(const LogitsOptions& options) {
+  check_output_file(options.out_path, {options.model.model_path, options.tokens_path}, "--out");
   const std::vector<int32_t> prompt = read_token_file(options.tokens_path);
   ModelOptions model_options = options.model;
   model_options.context = std::max<int64_t>(model_options.context,

@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/output_path.h"
 #include "util/thread_pool.h"
 
 namespace retort::train {
@@ -89,7 +90,11 @@ DataSets load_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const 
   return ranks.writes() ? sets : read_data_sets(c, tokenizer, tokenizer_fingerprint, vocab_size);
 }
 
-void refuse_used_run_directory(const TrainConfig& c, bool resume) {
+void refuse_used_run_directory(const TrainConfig& c, bool resume, const std::vector<std::string>& extra_inputs) {
+  std::vector<std::string> inputs{c.model_init, c.tokenizer, c.train_file, c.validation_file};
+  inputs.insert(inputs.end(), extra_inputs.begin(), extra_inputs.end());
+  std::erase_if(inputs, [](const std::string& path) { return path.empty(); });
+  check_output_directory(c.output_dir, ExistingContents::Allow, inputs, "checkpointing.dir");
   require(resume || !latest_checkpoint(c.output_dir).has_value(), ErrorKind::InvalidInput,
           "'{}' already holds checkpoints of a run: pass --resume to continue it, or choose another checkpointing.dir",
           c.output_dir);
