@@ -6,6 +6,7 @@
 
 #include "server/api_error.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 
 namespace retort::server {
 
@@ -146,8 +147,14 @@ std::string message_content(const json& content, size_t index) {
 }  // namespace
 
 json parse_json_body(const std::string& body) {
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
+  json parsed;
+  try {
+    parsed = parse_json_bounded(body, "the request body");
+  } catch (const Error& error) {
+    throw ApiError(400, error.what());
+  } catch (const json::exception& error) {
+    throw ApiError(400, "the request body is not valid JSON: " + echo_excerpt(error.what()));
+  }
   if (!parsed.is_object()) throw ApiError(400, "the request body must be a JSON object");
   return parsed;
 }

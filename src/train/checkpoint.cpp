@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 
 namespace retort::train {
 
@@ -118,6 +119,7 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
   const fs::path path(dir);
   require(fs::exists(path / kStateFile), ErrorKind::NotFound,
           "'{}' is not a complete retort training checkpoint (no {})", dir, kStateFile);
+  const TrainerState state = read_trainer_state((path / kStateFile).string());  // checked before the big reads
   const ModelConfig saved = load_hf_config((path / "config.json").string());
   require(shape_signature(saved) == shape_signature(config), ErrorKind::InvalidInput,
           "cannot resume from '{}': it is a checkpoint of another model ({}) but this run trains ({}); use a fresh "
@@ -137,14 +139,30 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
       }
     }
   }
-  const auto state_json = nlohmann::json::parse(read_text(path / kStateFile));
+  return state;
+}
+
+TrainerState read_trainer_state(const std::string& path) {
   TrainerState s;
-  s.step = state_json.at("step").get<int64_t>();
-  s.data = {state_json.at("data_epoch").get<int64_t>(), state_json.at("data_index").get<int64_t>()};
-  s.seed = state_json.at("seed").get<uint64_t>();
-  s.rng_state = state_json.at("rng_state").get<uint64_t>();
-  s.tokens_seen = state_json.at("tokens_seen").get<int64_t>();
-  s.ranks = state_json.value("ranks", int64_t(1));
+  try {
+    const auto state_json = parse_json_bounded(read_text(path), "'" + path + "'");
+    s.step = state_json.at("step").get<int64_t>();
+    s.data = {state_json.at("data_epoch").get<int64_t>(), state_json.at("data_index").get<int64_t>()};
+    s.seed = state_json.at("seed").get<uint64_t>();
+    s.rng_state = state_json.at("rng_state").get<uint64_t>();
+    s.tokens_seen = state_json.at("tokens_seen").get<int64_t>();
+    s.ranks = state_json.value("ranks", int64_t(1));
+  } catch (const nlohmann::json::exception& error) {
+    // Malformed text, a missing field or one of the wrong type: the checkpoint is damaged.
+    fail(ErrorKind::InvalidInput,
+         "'{}' is not a valid retort trainer state ({}); expected an object with integer step, data_epoch, "
+         "data_index, seed, rng_state and tokens_seen. Resume from an earlier checkpoint (remove this step's "
+         "directory) or start a new run",
+         path, echo_excerpt(error.what()));
+  }
+  require(s.step >= 0 && s.data.epoch >= 0 && s.data.index >= 0 && s.tokens_seen >= 0 && s.ranks >= 1,
+          ErrorKind::InvalidInput, "'{}': step, data_epoch, data_index and tokens_seen must be >= 0 and ranks >= 1; "
+          "the checkpoint is damaged: resume from an earlier one or start a new run", path);
   return s;
 }
 

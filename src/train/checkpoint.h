@@ -48,4 +48,8 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, const ParameterLayout& layout,
                              float* params, float* moments);
 
+// A checkpoint's trainer_state.json; a damaged one (not JSON, nested too deep, a field missing, of
+// the wrong type or negative) is an InvalidInput error saying how to go on.
+TrainerState read_trainer_state(const std::string& path);
+
 }  // namespace retort::train
