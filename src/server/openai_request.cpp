@@ -25,6 +25,15 @@ const json* field(const json& body, const char* name) {
   return &*it;
 }
 
+// A member that must be a string when given (json::value() would throw a type_error, a 500, for a
+// number or null); nullopt when absent or null.
+std::optional<std::string> string_member(const json& object, const char* name, const std::string& param) {
+  const json* value = field(object, name);
+  if (value == nullptr) return std::nullopt;
+  if (!value->is_string()) bad(param, fmt::format("'{}' must be a string, got {}", param, json_type_name(*value)));
+  return value->get<std::string>();
+}
+
 std::optional<double> number_field(const json& body, const char* name, double low, double high) {
   const json* value = field(body, name);
   if (value == nullptr) return std::nullopt;
@@ -79,7 +88,7 @@ void check_unsupported(const json& body) {
     if (field(body, name) != nullptr) bad(name, fmt::format("'{}' (tool calling) is not supported by this server", name));
   }
   if (const json* format = field(body, "response_format")) {
-    if (!format->is_object() || format->value("type", "") != "text") {
+    if (!format->is_object() || string_member(*format, "type", "response_format.type") != "text") {
       bad("response_format", "only response_format {\"type\": \"text\"} is supported");
     }
   }
@@ -136,7 +145,9 @@ std::string message_content(const json& content, size_t index) {
   if (!content.is_array()) bad(param, fmt::format("'{}' must be a string or an array of text parts", param));
   std::string text;
   for (const auto& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+    const bool text_part = part.is_object() && field(part, "type") != nullptr && part["type"].is_string() &&
+                           part["type"].get<std::string>() == "text";
+    if (!text_part || !part.contains("text") || !part["text"].is_string()) {
       bad(param, fmt::format("'{}' parts must be {{\"type\": \"text\", \"text\": …}}; this model reads text only", param));
     }
     text += part["text"].get<std::string>();
@@ -170,10 +181,12 @@ ChatCompletionRequest parse_chat_request(const json& body, const RequestLimits& 
     const json& message = (*messages)[i];
     const std::string param = fmt::format("messages[{}]", i);
     if (!message.is_object()) bad(param, fmt::format("'{}' must be an object", param));
-    const std::string role = message.value("role", "");
-    std::string mapped = role == "developer" ? "system" : role;
+    const std::optional<std::string> role = string_member(message, "role", param + ".role");
+    if (!role) bad(param + ".role", fmt::format("'{}' has no role; give system, developer, user or assistant", param));
+    std::string mapped = *role == "developer" ? "system" : *role;
     if (mapped != "system" && mapped != "user" && mapped != "assistant") {
-      bad(param + ".role", fmt::format("'{}.role' must be system, developer, user or assistant, got '{}'", param, role));
+      bad(param + ".role", fmt::format("'{}.role' must be system, developer, user or assistant, got '{}'", param,
+                                       echo_excerpt(*role)));
     }
     if (!message.contains("content")) bad(param + ".content", fmt::format("'{}' has no content", param));
     request.messages.push_back({mapped, message_content(message["content"], i)});
