@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "cli/model_session.h"
 #include "engine/sampler.h"
 #include "util/atomic_file.h"
@@ -79,7 +80,7 @@ void add_logits_command(CLI::App& app) {
   command->add_option("--tokens", options->tokens_path, "File of whitespace-separated token ids")->required();
   command->add_option("--out", options->out_path, "Output file: little-endian f32 [T × vocab_size]")->required();
   command->add_option("--generate", options->generate, "Also print N greedy continuation ids")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   command->callback([options] { run_logits(*options); });
 }
 
