@@ -1,6 +1,9 @@
 #include "train/checkpoint.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstring>
@@ -106,6 +109,26 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointConte
   auto all = complete_checkpoints(output_dir);
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove_all(all[i].second);
   return final_dir.string();
+}
+
+int remove_stale_checkpoint_temps(const std::string& output_dir) {
+  std::error_code error;
+  if (!fs::is_directory(output_dir, error)) return 0;
+  int removed = 0;
+  for (const auto& entry : fs::directory_iterator(output_dir, error)) {
+    const std::string name = entry.path().filename().string();
+    const size_t marker = name.rfind(".tmp-");
+    if (name.rfind(".step-", 0) != 0 || marker == std::string::npos) continue;
+    const std::string pid_text = name.substr(marker + 5);
+    if (pid_text.empty() || !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    // A live writer (another process on this directory) keeps its directory.
+    const long pid = std::stol(pid_text.substr(0, 9));
+    if (pid == getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    fs::remove_all(entry.path(), error);
+    if (!error) ++removed;
+  }
+  return removed;
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& output_dir) {

@@ -128,6 +128,8 @@ OpenedRun open_or_resume_run(const TrainConfig& c, bool resume, const ModelConfi
     else random_init(layout, params, c.seed, c.init_stddev);
   }
   if (ranks.writes()) {
+    if (const int stale = remove_stale_checkpoint_temps(c.output_dir); stale > 0)
+      spdlog::info("removed {} unfinished checkpoint director{} of an interrupted run", stale, stale == 1 ? "y" : "ies");
     fs::create_directories(c.output_dir);
     write_metrics(run.metrics_path, run.records);
   }
