@@ -3,6 +3,8 @@
 // named with the list of subcommands, output lost to a full device is a non-zero exit, thread
 // counts are capped, and a thread the system will not start is a clean error.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -69,6 +71,30 @@ TEST(CliBounds, AnOutOfRangeChatSettingKeepsTheChatGoing) {
   EXPECT_NE(chat.output.find("top_p must be in (0, 1], got 7; unchanged"), std::string::npos) << chat.output;
   EXPECT_NE(chat.output.find("temperature must be 0 (greedy) or positive"), std::string::npos) << chat.output;
   EXPECT_NE(chat.output.find("temperature = 0.5"), std::string::npos) << chat.output;
+}
+
+// A FIFO as the model path waited for a writer forever; --generate past the model's positions
+// failed only after generating (without printing the ids).
+TEST(CliBounds, AFifoModelAndTooManyGeneratedIdsAreRefusedAtOnce) {
+  std::string dir = (std::filesystem::temp_directory_path() / "retort-bounds-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string fifo = dir + "/model.gguf";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto run = test::run_command("timeout 30 '" + test::retort_binary() + "' run '" + fifo + "' -p hi 2>&1");
+  EXPECT_EQ(run.status, 1) << run.output;
+  EXPECT_NE(run.output.find("is not a regular file"), std::string::npos) << run.output;
+  const auto model = test::shared_path("fixtures/tiny-r1-qwen");
+  if (!model.empty()) {
+    const std::string tokens = dir + "/tokens.txt";
+    test::run_command("echo 1 2 3 > '" + tokens + "'");
+    const auto logits = test::run_command("timeout 60 '" + test::retort_binary() + "' logits '" + model +
+                                          "' --tokens '" + tokens + "' --out '" + dir +
+                                          "/out.f32' --generate 100000 -t 1 2>&1");
+    EXPECT_EQ(logits.status, 1) << logits.output;
+    EXPECT_NE(logits.output.find("lower --generate to at most"), std::string::npos) << logits.output;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/out.f32"));
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(CliBounds, ThreadsAreCappedAtAMultipleOfTheHardwareThreads) {

@@ -47,6 +47,14 @@ void run_logits(const LogitsOptions& options) {
   model_options.context = std::max<int64_t>(model_options.context,
                                             static_cast<int64_t>(prompt.size()) + options.generate);
   ModelSession session = open_model_session(model_options, false);
+  // Checked before any work: the last generated id is not fed back, so N ids need N - 1 positions.
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + std::max(options.generate - 1, 0);
+  const int64_t positions = std::min(session.model->config.max_positions, session.cache->capacity_tokens());
+  const int64_t room = positions - static_cast<int64_t>(prompt.size());
+  require(needed <= positions, ErrorKind::OutOfRange,
+          "the prompt ({} tokens) and --generate {} need {} positions, but this model holds at most {}; {}",
+          prompt.size(), options.generate, needed, positions,
+          room >= 0 ? fmt::format("lower --generate to at most {}", room + 1) : std::string("shorten the prompt"));
   CachedSequence sequence;
   std::vector<float> logits;
   prefill(session.transformer(), *session.cache, sequence, prompt, LogitsWanted::All, 512, logits);
