@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -94,6 +95,29 @@ class ConnectionThreads : public httplib::TaskQueue {
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
 };
+
+// The body limit, checked from the headers before httplib reads any of the body: httplib 0.11
+// reads a chunked body whole whatever the limit (a 256 MiB body grew the server by 600 MB), and
+// answers a Content-Length over the limit, or a negative one, with 413 only after its 30 s read
+// timeout. Chunked request bodies are refused (411): every OpenAI client sends a Content-Length.
+std::optional<ApiError> body_framing_error(const httplib::Request& request, size_t max_body_bytes) {
+  if (request.has_header("Transfer-Encoding")) {
+    return ApiError(411, "chunked request bodies are not accepted; send the body with a Content-Length header");
+  }
+  if (!request.has_header("Content-Length")) return std::nullopt;
+  const std::string length = request.get_header_value("Content-Length");
+  const bool digits = !length.empty() && length.size() <= 18 &&
+                      std::all_of(length.begin(), length.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) {
+    return ApiError(400, fmt::format("Content-Length must be a non-negative whole number of bytes, got '{}'",
+                                     length.substr(0, 40)));
+  }
+  if (std::stoull(length) > max_body_bytes) {
+    return ApiError(413, fmt::format("the request body ({} bytes) is larger than the limit of {} bytes", length,
+                                     max_body_bytes));
+  }
+  return std::nullopt;
+}
 
 // Connections the kernel queues before accept(): httplib listens with a backlog of 5, so bursts of
 // clients got resets; bind() raises it to this (the kernel caps it at net.core.somaxconn).
@@ -267,6 +291,12 @@ HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std
                                    {"Vary", "Origin"}});
   }
   impl.http.set_pre_routing_handler([&impl](const httplib::Request& request, httplib::Response& response) {
+    if (auto error = body_framing_error(request, impl.options.max_body_bytes)) {
+      impl.reply_error(request, response, *error, random_id());
+      // The unread body must not be taken for the next request on this connection.
+      response.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const bool open_path = request.path == "/health" || request.path == "/" || request.method == "OPTIONS";
     if (open_path || impl.authorized(request)) return httplib::Server::HandlerResponse::Unhandled;
     impl.reply_error(request, response,

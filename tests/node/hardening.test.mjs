@@ -1,7 +1,8 @@
 // `retort serve` under hostile input (issue 17): /metrics labels only from a fixed set, so a crafted
 // path cannot forge a sample line and unknown paths do not add series; malformed request fields are
 // 400s, not 500s; an out-of-vocabulary token id is a 400 about the token id; keep-alive requests
-// are not held back by Nagle's algorithm; the listen backlog is larger than httplib's 5.
+// are not held back by Nagle's algorithm; the listen backlog is larger than httplib's 5; the body limit holds
+// before the body is read.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -138,4 +139,35 @@ test("the listen backlog is larger than 5", { skip }, async (t) => {
   // For a listening socket ss prints the backlog as Send-Q: State Recv-Q Send-Q Local Peer.
   const backlog = Number(out.trim().split(/\s+/)[2]);
   assert.ok(backlog > 5, out);
+});
+
+// Sends `head` and keeps the socket open (as a client still "sending" its body would); resolves
+// with the reply (once its JSON error body is complete) and how long it took.
+function timedReply(head) {
+  return new Promise((resolve, reject) => {
+    const start = Date.now();
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(head));
+    let reply = "";
+    const done = () => { socket.destroy(); resolve({ reply, ms: Date.now() - start }); };
+    socket.on("data", (d) => { reply += d; if (reply.endsWith("}}")) done(); });
+    socket.on("close", done);
+    socket.on("error", reject);
+    setTimeout(done, 40000);
+  });
+}
+
+test("the body limit holds before the body is read: chunked, negative and oversized lengths", { skip }, async () => {
+  const post = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+  // A chunked body was read whole whatever --max-body said.
+  const chunked = await timedReply(post + "Transfer-Encoding: chunked\r\n\r\n100000\r\n");
+  assert.match(chunked.reply, /^HTTP\/1\.1 411 /, chunked.reply);
+  // Content-Length: -5 got a 413, and an oversized one its 413 only after the 30 s read timeout.
+  const negative = await timedReply(post + "Content-Length: -5\r\n\r\n");
+  assert.match(negative.reply, /^HTTP\/1\.1 400 /, negative.reply);
+  const oversized = await timedReply(post + "Content-Length: 999999999\r\n\r\n");
+  assert.match(oversized.reply, /^HTTP\/1\.1 413 /, oversized.reply);
+  for (const { reply, ms } of [chunked, negative, oversized]) {
+    assert.ok(ms < 3000, `answered after ${ms} ms: ${reply}`);
+    assert.match(reply, /Connection: close/i, reply);  // the unread body ends the connection
+  }
 });
