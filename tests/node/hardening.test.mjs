@@ -152,7 +152,7 @@ function timedReply(head) {
     socket.on("data", (d) => { reply += d; if (reply.endsWith("}}")) done(); });
     socket.on("close", done);
     socket.on("error", reject);
-    setTimeout(done, 40000);
+    setTimeout(done, 40000).unref();  // a bound, not something to wait for
   });
 }
 
