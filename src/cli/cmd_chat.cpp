@@ -10,6 +10,7 @@
 #include "cli/terminal_output.h"
 #include "engine/chat_prompt.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 #include "util/log.h"
 
 namespace retort::cli {
@@ -29,22 +30,28 @@ const char* kHelp =
     "commands: /reset (forget the conversation), /set NAME VALUE (temperature, top_p, top_k, min_p, max_tokens, "
     "seed, repeat_penalty), /think show|hide, /help, /exit";
 
-// Applies "/set NAME VALUE"; returns a message for the user.
+// Applies "/set NAME VALUE"; returns a message for the user. A value out of range leaves the
+// settings as they were and the chat going (it used to end the session).
 std::string apply_setting(GenerationOptions& generation, const std::string& name, const std::string& value) {
-  SamplingParams& s = generation.sampling;
+  GenerationOptions changed = generation;
+  SamplingParams& s = changed.sampling;
   try {
     if (name == "temperature" || name == "temp") s.temperature = std::stof(value);
     else if (name == "top_p") s.top_p = std::stof(value);
     else if (name == "top_k") s.top_k = std::stoi(value);
     else if (name == "min_p") s.min_p = std::stof(value);
     else if (name == "repeat_penalty") s.repetition_penalty = std::stof(value);
-    else if (name == "max_tokens") generation.max_tokens = std::stoi(value);
+    else if (name == "max_tokens") changed.max_tokens = std::stoi(value);
     else if (name == "seed") s.seed = std::stoull(value);
-    else return "unknown setting '" + name + "'; " + kHelp;
+    else return "unknown setting '" + echo_excerpt(name, 40) + "'; " + kHelp;
     s.validate();
+    if (changed.max_tokens < 1) return "max_tokens must be at least 1; unchanged";
   } catch (const std::logic_error&) {
-    return "'" + value + "' is not a valid value for " + name;
+    return "'" + echo_excerpt(value, 40) + "' is not a valid value for " + name;
+  } catch (const Error& error) {
+    return std::string(error.what()) + "; unchanged";
   }
+  generation = changed;
   return name + " = " + value;
 }
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "cli/model_session.h"
 #include "eval/classify.h"
 #include "util/error.h"
@@ -116,7 +117,8 @@ void add_classify_command(CLI::App& app) {
   classify->add_option("--label-column", options->label_column, "Column of the label (BANKING77: category)")
       ->capture_default_str();
   classify->add_option("--limit", options->limit, "Evaluate an evenly spaced subset of N rows (0: all)");
-  classify->add_option("-t,--threads", options->threads, "Worker threads (0: all hardware threads)");
+  classify->add_option("-t,--threads", options->threads, "Worker threads (0: all hardware threads)")
+      ->check(integer_at_least(0, "0 = all hardware threads"));
   classify->add_flag("--json", options->json, "Print the results as JSON (with each query's predicted label)");
   classify->callback([options] { run_classify(*options); });
 }

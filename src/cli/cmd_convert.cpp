@@ -6,10 +6,12 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "quant/convert.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/mapped_file.h"
+#include "util/output_path.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -65,11 +67,13 @@ void add_convert_command(CLI::App& app) {
   convert->add_option("HF_DIR", options->input, "Checkpoint directory (config.json, *.safetensors, tokenizer.json)")->required();
   convert->add_option("-o,--out", options->output, "Output .gguf file")->required();
   convert->add_option("--type", options->type, "f32, f16, bf16, q8_0, q4_0 or q4_k (Q4_K_M recipe)")->capture_default_str();
-  convert->add_option("-t,--threads", options->threads, "Threads for quantizing (default: all)");
+  convert->add_option("-t,--threads", options->threads, "Threads for quantizing (default: all)")
+      ->check(integer_at_least(0, "0 = all hardware threads"));
   convert->callback([options] {
     set_thread_count(options->threads);
     set_default_map_mode(MapMode::Map);  // each tensor is read once
     const QuantRecipe recipe = parse_quant_recipe(options->type);
+    check_output_file(options->output, {options->input}, "-o/--out");
     Timer timer;
     convert_hf_to_gguf(options->input, options->output, recipe, progress_printer());
     report(*options, timer);
@@ -79,13 +83,13 @@ void add_convert_command(CLI::App& app) {
   quantize->add_option("IN", options->input, "Input .gguf")->required();
   quantize->add_option("OUT", options->output, "Output .gguf")->required();
   quantize->add_option("--type", options->type, "f32, f16, bf16, q8_0, q4_0 or q4_k (Q4_K_M recipe)")->required();
-  quantize->add_option("-t,--threads", options->threads, "Threads (default: all)");
+  quantize->add_option("-t,--threads", options->threads, "Threads (default: all)")
+      ->check(integer_at_least(0, "0 = all hardware threads"));
   quantize->callback([options] {
     set_thread_count(options->threads);
     set_default_map_mode(MapMode::Map);
     const QuantRecipe recipe = parse_quant_recipe(options->type);
-    require(std::filesystem::absolute(options->input) != std::filesystem::absolute(options->output),
-            ErrorKind::InvalidInput, "IN and OUT are the same file; write to a new file");
+    check_output_file(options->output, {options->input}, "OUT");
     Timer timer;
     quantize_gguf(options->input, options->output, recipe, progress_printer());
     report(*options, timer);

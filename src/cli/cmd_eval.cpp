@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "cli/model_session.h"
 #include "eval/perplexity.h"
 #include "eval/precision.h"
@@ -119,7 +120,9 @@ void add_precision_command(CLI::App& eval) {
   precision->add_option("--file", options->file, "UTF-8 text, e.g. ../shared/data/wikitext-2-raw/wiki.test.raw")->required();
   precision->add_option("--types", options->types, "Comma-separated weight types to compare: f16,bf16,q8_0,q4_0,q4_k")
       ->capture_default_str();
-  precision->add_option("--chunks", options->chunks, "Windows of text each model evaluates")->capture_default_str();
+  precision->add_option("--chunks", options->chunks, "Windows of text each model evaluates")
+      ->check(integer_at_least(0, "0 = all"))
+      ->capture_default_str();
   precision->add_option("--work-dir", options->work_dir, "Where the quantized GGUF files and the report go")
       ->capture_default_str();
   precision->add_option("--out", options->out, "JSON report path (default WORK_DIR/precision.json)");
@@ -140,7 +143,8 @@ void add_eval_command(CLI::App& app) {
   options->model.context = 512;  // --ctx is the window length here
   add_model_options(*perplexity, options->model);
   perplexity->add_option("--file", options->file, "UTF-8 text, e.g. ../shared/data/wikitext-2-raw/wiki.test.raw")->required();
-  perplexity->add_option("--chunks", options->chunks, "Evaluate at most N windows (0: all)");
+  perplexity->add_option("--chunks", options->chunks, "Evaluate at most N windows (0: all)")
+      ->check(integer_at_least(0, "0 = all"));
   perplexity->add_flag("--json", options->json, "Print the result as JSON");
   perplexity->callback([options] { run_perplexity(*options); });
   add_precision_command(*eval);

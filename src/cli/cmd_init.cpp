@@ -6,6 +6,7 @@
 #include "model/random_init.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/output_path.h"
 #include "util/timer.h"
 
 namespace retort::cli {
@@ -22,6 +23,8 @@ struct InitOptions {
 
 void run_init(const InitOptions& options) {
   namespace fs = std::filesystem;
+  check_output_directory(options.out_dir, ExistingContents::Refuse, {options.config_path, options.tokenizer_dir},
+                         "--out");
   ModelConfig config = load_hf_config(options.config_path);
   RandomInitOptions init;
   init.seed = options.seed;

@@ -5,11 +5,13 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "cli/model_session.h"
 #include "engine/sampler.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
+#include "util/output_path.h"
 
 namespace retort::cli {
 
@@ -39,11 +41,20 @@ std::vector<int32_t> read_token_file(const std::string& path) {
 }
 
 void run_logits(const LogitsOptions& options) {
+  check_output_file(options.out_path, {options.model.model_path, options.tokens_path}, "--out");
   const std::vector<int32_t> prompt = read_token_file(options.tokens_path);
   ModelOptions model_options = options.model;
   model_options.context = std::max<int64_t>(model_options.context,
                                             static_cast<int64_t>(prompt.size()) + options.generate);
   ModelSession session = open_model_session(model_options, false);
+  // Checked before any work: the last generated id is not fed back, so N ids need N - 1 positions.
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + std::max(options.generate - 1, 0);
+  const int64_t positions = std::min(session.model->config.max_positions, session.cache->capacity_tokens());
+  const int64_t room = positions - static_cast<int64_t>(prompt.size());
+  require(needed <= positions, ErrorKind::OutOfRange,
+          "the prompt ({} tokens) and --generate {} need {} positions, but this model holds at most {}; {}",
+          prompt.size(), options.generate, needed, positions,
+          room >= 0 ? fmt::format("lower --generate to at most {}", room + 1) : std::string("shorten the prompt"));
   CachedSequence sequence;
   std::vector<float> logits;
   prefill(session.transformer(), *session.cache, sequence, prompt, LogitsWanted::All, 512, logits);
@@ -77,7 +88,7 @@ void add_logits_command(CLI::App& app) {
   command->add_option("--tokens", options->tokens_path, "File of whitespace-separated token ids")->required();
   command->add_option("--out", options->out_path, "Output file: little-endian f32 [T × vocab_size]")->required();
   command->add_option("--generate", options->generate, "Also print N greedy continuation ids")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   command->callback([options] { run_logits(*options); });
 }
 

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "cli/model_session.h"
 #include "cli/yaml_config.h"
 #include "engine/chat_prompt.h"
@@ -179,7 +180,9 @@ void add_serve_command(CLI::App& app) {
   command->get_option("MODEL")->required(false);  // may come from --config
   command->add_option("--config", o.config_path, "Read flags from a YAML file (keys are flag names; flags given here win)");
   command->add_option("--host", o.server.host, "Address to listen on")->capture_default_str();
-  command->add_option("--port", o.server.port, "Port (0: any free port)")->capture_default_str();
+  command->add_option("--port", o.server.port, "Port (0: any free port)")
+      ->check(integer_in(0, 65535, "0 = any free port"))
+      ->capture_default_str();
   command->add_option("--api-key", o.server.api_keys, "Require 'Authorization: Bearer KEY' (repeatable)");
   command->add_option("--api-key-file", o.api_key_files, "Read an API key from this file (repeatable)");
   command->add_option("--model-name", o.server.model_name, "Model id clients use (default: the file or folder name)");
@@ -194,13 +197,17 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--kv-tokens", o.kv_tokens, "KV cache positions shared by all sequences (default max(16384, ctx))");
   command->add_option("--max-tokens-cap", o.server.limits.max_tokens_cap, "Largest max_tokens a request may ask for")
       ->capture_default_str();
-  command->add_option("--max-body", o.server.max_body_bytes, "Largest request body in bytes")->capture_default_str();
+  command->add_option("--max-body", o.server.max_body_bytes, "Largest request body in bytes")
+      ->check(integer_in(1, int64_t{1} << 40))
+      ->capture_default_str();
   command->add_option("--timeout", o.server.request_timeout_seconds, "Seconds a request may generate (0: no limit)")
+      ->check(number_in(0, 1e9, "0 = no limit"))
       ->capture_default_str();
   command->add_option("--cors", o.server.cors_origin, "Allow browser requests from this origin ('*' for any); off by default");
   command->add_flag("--reasoning-inline", o.server.reasoning_inline,
                     "Keep <think>…</think> in content instead of reasoning_content");
-  command->add_option("--http-threads", o.server.http_threads, "Connections served at once (default parallel + queue + 8)");
+  command->add_option("--http-threads", o.server.http_threads, "Connections served at once (default parallel + queue + 8)")
+      ->check(integer_at_least(0, "0 = the default"));
   command->add_option("--shutdown-grace", o.server.shutdown_grace_seconds,
                       "Seconds in-flight requests may finish after SIGTERM/SIGINT")
       ->capture_default_str();
@@ -209,6 +216,7 @@ void add_serve_command(CLI::App& app) {
   command->add_flag("--no-web-ui", o.no_web_ui, "Do not serve the chat page at /");
   SamplingParams& sampling = o.server.limits.default_sampling;
   command->add_option("--temperature", sampling.temperature, "Default temperature for requests that set none")
+      ->check(number_in(0, 2, "0 = greedy"))
       ->capture_default_str();
   command->add_option("--top-p", sampling.top_p, "Default top_p for requests that set none")->capture_default_str();
   command->callback([options, command] {

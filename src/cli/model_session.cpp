@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "cli/flag_checks.h"
 #include "tokenizer/gguf_vocab.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -13,9 +14,10 @@ namespace retort::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("MODEL", options.model_path, "Hugging Face checkpoint directory or GGUF file")->required();
-  command.add_option("-t,--threads", options.threads, "CPU threads (default: all)")->check(CLI::NonNegativeNumber);
+  command.add_option("-t,--threads", options.threads, "CPU threads (default: all)")
+      ->check(integer_at_least(0, "0 = all hardware threads"));
   command.add_option("-c,--ctx", options.context, "Context length in tokens (KV cache size)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_at_least(1))
       ->capture_default_str();
   command.add_option("--kv-type", options.kv_type,
                      "KV cache element type: f16 (half the memory and the bytes read per token) or f32 (exact)")
@@ -39,7 +41,9 @@ void add_chat_display_options(CLI::App& command, ChatDisplayOptions& options) {
 void add_sampling_options(CLI::App& command, GenerationOptions& options) {
   SamplingParams& s = options.sampling;
   command.add_option("-n,--max-tokens", options.max_tokens, "Most tokens to generate")->capture_default_str();
-  command.add_option("--temperature,--temp", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  command.add_option("--temperature,--temp", s.temperature, "Sampling temperature; 0 = greedy")
+      ->check(number_in(0, 2, "0 = greedy"))
+      ->capture_default_str();
   command.add_option("--top-p", s.top_p, "Nucleus sampling mass; 1 = off")->capture_default_str();
   command.add_option("--top-k", s.top_k, "Keep the k most likely tokens; 0 = off")->capture_default_str();
   command.add_option("--min-p", s.min_p, "Drop tokens below min_p × the top probability")->capture_default_str();

@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/input_limits.h"
 #include "util/mapped_file.h"
+#include "util/yaml_limits.h"
 
 namespace retort::cli {
 
@@ -28,7 +30,8 @@ void collect(const YAML::Node& map, std::vector<ConfigEntry>& entries) {
     ConfigEntry entry{key, {}};
     if (value.IsSequence()) {
       for (const auto& element : value) {
-        require(element.IsScalar(), ErrorKind::InvalidInput, "config key '{}' must hold plain values", key);
+        require(element.IsScalar(), ErrorKind::InvalidInput, "config key '{}' must hold plain values",
+                echo_excerpt(key));
         entry.values.push_back(element.as<std::string>());
       }
     } else if (value.IsScalar()) {
@@ -54,8 +57,9 @@ void apply_yaml_config(CLI::App& command, const std::string& path) {
   try {
     root = YAML::Load(read_text_file(path));
   } catch (const YAML::Exception& error) {
-    fail(ErrorKind::InvalidInput, "the config file '{}' is not valid YAML: {}", path, error.what());
+    fail(ErrorKind::InvalidInput, "the config file '{}' is not valid YAML: {}", path, echo_excerpt(error.what()));
   }
+  check_yaml_nesting(root, "the config file '" + path + "'");
   if (root.IsNull()) return;
   require(root.IsMap(), ErrorKind::InvalidInput, "the config file '{}' must be a YAML map of flag names to values", path);
   std::vector<ConfigEntry> entries;
@@ -63,15 +67,16 @@ void apply_yaml_config(CLI::App& command, const std::string& path) {
   for (const auto& entry : entries) {
     CLI::Option* option = find_option(command, entry.key);
     require(option != nullptr, ErrorKind::InvalidInput,
-            "the config file '{}' has the key '{}', which is not a flag of `retort {}`; see --help", path, entry.key,
-            command.get_name());
+            "the config file '{}' has the key '{}', which is not a flag of `retort {}`; see --help", path,
+            echo_excerpt(entry.key), command.get_name());
     if (option->count() > 0) continue;  // given on the command line
     try {
       option->clear();
       for (const auto& value : entry.values) option->add_result(value);
       option->run_callback();
     } catch (const CLI::Error& error) {
-      fail(ErrorKind::InvalidInput, "the config file '{}': '{}' {}", path, entry.key, error.what());
+      fail(ErrorKind::InvalidInput, "the config file '{}': '{}' {}", path, echo_excerpt(entry.key),
+           echo_excerpt(error.what()));
     }
   }
 }

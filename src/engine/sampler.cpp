@@ -44,8 +44,8 @@ double log_sum_exp(std::span<const float> logits) {
 }  // namespace
 
 void SamplingParams::validate() const {
-  require(std::isfinite(temperature), ErrorKind::InvalidInput, "temperature must be a finite number, got {}",
-          temperature);
+  require(std::isfinite(temperature) && temperature >= 0.0f, ErrorKind::InvalidInput,
+          "temperature must be 0 (greedy) or positive, got {}", temperature);
   require(top_p > 0.0f && top_p <= 1.0f, ErrorKind::InvalidInput, "top_p must be in (0, 1], got {}", top_p);
   require(top_k >= 0, ErrorKind::InvalidInput, "top_k must be 0 (off) or positive, got {}", top_k);
   require(min_p >= 0.0f && min_p <= 1.0f, ErrorKind::InvalidInput, "min_p must be in [0, 1], got {}", min_p);

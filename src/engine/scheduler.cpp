@@ -103,6 +103,8 @@ Scheduler::Scheduler(Transformer& model, KvCache& cache, const Tokenizer& tokeni
 
 Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
 
+int64_t Scheduler::vocab_size() const { return model_.config().vocab_size; }
+
 SubmitResult Scheduler::submit(GenerationRequest request) {
   require(!request.prompt.empty(), ErrorKind::InvalidInput, "the prompt is empty; send some text");
   require(request.max_tokens >= 1, ErrorKind::InvalidInput, "max_tokens must be at least 1, got {}",

@@ -149,6 +149,7 @@ class Scheduler {
   SchedulerStats stats() const;
   const SchedulerOptions& options() const { return options_; }
   int64_t context() const { return options_.context; }
+  int64_t vocab_size() const;  // the model's: prompt token ids must be below it
 
  private:
   struct Sequence;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/input_limits.h"
 #include "util/mapped_file.h"
 
 namespace retort {
@@ -246,10 +247,10 @@ ModelConfig load_hf_config(const std::string& path) {
   const std::string text = read_text_file(path);
   json root;
   try {
-    root = json::parse(text);
+    root = parse_json_bounded(text, "'" + path + "'");
   } catch (const json::exception& error) {
     fail(ErrorKind::InvalidInput, "'{}' is not valid JSON ({}); fix or re-download config.json",
-         path, error.what());
+         path, echo_excerpt(error.what()));
   }
   ModelConfig config = parse_hf_config(root, path);
   validate_model_config(config, path);

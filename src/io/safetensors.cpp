@@ -9,6 +9,7 @@
 
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 
 namespace retort {
 
@@ -57,7 +58,8 @@ std::optional<int64_t> as_non_negative_int(const json& value) {
 
 json parse_header_json(std::span<const uint8_t> header, const std::string& file) {
   try {
-    json parsed = json::parse(header.begin(), header.end());
+    const std::string_view text(reinterpret_cast<const char*>(header.data()), header.size());
+    json parsed = parse_json_bounded(text, fmt::format("'{}': the safetensors header", file));
     require(parsed.is_object(), ErrorKind::InvalidInput,
             "'{}': the safetensors header should be a JSON object, found a JSON {}; the file is "
             "not a safetensors checkpoint or is corrupt",
@@ -69,7 +71,7 @@ json parse_header_json(std::span<const uint8_t> header, const std::string& file)
     fail(ErrorKind::InvalidInput,
          "'{}': the safetensors header is not valid JSON ({}); the file is corrupt or not "
          "safetensors — re-download or re-export it",
-         file, error.what());
+         file, echo_excerpt(error.what()));
   }
 }
 
@@ -102,8 +104,8 @@ std::vector<int64_t> parse_shape(const json& entry, const std::string& name, con
   for (const json& dimension : *shape_field) {
     auto size = as_non_negative_int(dimension);
     require(size.has_value(), ErrorKind::InvalidInput,
-            "'{}': tensor '{}' has shape entry {}, expected a non-negative integer", file, name,
-            dimension.dump());
+            "'{}': tensor '{}' has shape entry {}, expected a non-negative integer", file, echo_excerpt(name),
+            echo_excerpt(dimension.dump()));
     shape.push_back(*size);
   }
   return shape;
@@ -239,10 +241,10 @@ namespace {
 std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
   json index;
   try {
-    index = json::parse(read_text_file(index_path));
+    index = parse_json_bounded(read_text_file(index_path), "'" + index_path + "'");
   } catch (const json::exception& error) {
     fail(ErrorKind::InvalidInput, "'{}' is not valid JSON ({}); re-download the checkpoint's index",
-         index_path, error.what());
+         index_path, echo_excerpt(error.what()));
   }
   require(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
           ErrorKind::InvalidInput,

@@ -38,6 +38,9 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, Backend& backen
   auto model = std::make_unique<LoadedModel>();
   model->path = path;
   if (!fs::is_directory(path)) {
+    // Reading a FIFO would wait for a writer forever.
+    require(fs::is_regular_file(path), ErrorKind::InvalidInput,
+            "'{}' is not a regular file (a FIFO or device?); give a GGUF file or a model directory", path);
     require(looks_like_gguf(path), ErrorKind::InvalidInput,
             "'{}' is neither a model directory (config.json + *.safetensors) nor a GGUF file", path);
     model->gguf = std::make_unique<GgufFile>(path);

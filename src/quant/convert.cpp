@@ -1,6 +1,8 @@
 #include "quant/convert.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <string_view>
 
 #include "io/gguf.h"
 #include "io/gguf_config.h"
@@ -9,8 +11,11 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "model/tensor_table.h"
 #include "model/transformer.h"
+#include "model/weights.h"
 #include "quant/gguf_metadata.h"
 #include "tensor/quant_blocks.h"
+#include "tokenizer/gguf_vocab.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -110,11 +115,44 @@ QuantRecipe parse_quant_recipe(const std::string& name) {
 
 std::string recipe_name(QuantRecipe recipe) { return recipe_info(recipe).name; }
 
+namespace {
+
+// A config with fewer layers than the checkpoint would convert into a smaller model without a
+// word: refuse tensors of layers past num_hidden_layers.
+void refuse_layers_past_config(const Checkpoint& checkpoint, const ModelConfig& config, const std::string& hf_dir) {
+  constexpr std::string_view kPrefix = "model.layers.";
+  for (const std::string& name : checkpoint.names()) {
+    if (name.rfind(kPrefix, 0) != 0) continue;
+    const size_t digits_end = name.find('.', kPrefix.size());
+    const std::string index = name.substr(kPrefix.size(), digits_end - kPrefix.size());
+    const bool number = !index.empty() && index.size() <= 6 &&
+                        std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!number) continue;
+    require(std::stoll(index) < config.num_layers, ErrorKind::InvalidInput,
+            "{}: config.json says num_hidden_layers {}, but the checkpoint has tensors of layer {} ('{}'); fix "
+            "num_hidden_layers (converting would silently drop layers)",
+            hf_dir, config.num_layers, index, name);
+  }
+}
+
+// What `run` checks before it uses a GGUF, so quantize never writes a file run would refuse.
+void check_loadable_gguf(const GgufFile& gguf, const ModelConfig& config, const std::string& path) {
+  validate_model_config(config, path);
+  bind_weights(config, tensor_source(gguf, config));  // every tensor there, with its shape and type
+  tokenizer_from_gguf(gguf);
+}
+
+}  // namespace
+
 void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path, QuantRecipe recipe,
                         const ConvertProgress& progress) {
   const ModelConfig config = load_hf_config((std::filesystem::path(hf_dir) / "config.json").string());
   validate_model_config(config, hf_dir);
   auto checkpoint = Checkpoint::open_directory(hf_dir);
+  refuse_layers_past_config(*checkpoint, config, hf_dir);
+  // The tokenizer as run would load it, before anything is written (a malformed tokenizer.json
+  // gave internal errors here, or a GGUF run refused).
+  Tokenizer::load(hf_dir);
   const auto expected = expected_tensors(config);
   GgufWriter writer;
   write_model_metadata(writer, config, std::filesystem::path(hf_dir).filename().string(), recipe_info(recipe).llama_file_type);
@@ -156,6 +194,8 @@ void quantize_gguf(const std::string& in_path, const std::string& out_path, Quan
                    const ConvertProgress& progress) {
   const GgufFile input(in_path);
   const ModelConfig config = model_config_from_gguf(input);
+  // Before expected_tensors(): a block_count of 4294967295 allocated until memory ran out.
+  check_loadable_gguf(input, config, in_path);
   GgufWriter writer;
   for (const auto& [key, entry] : input.metadata()) {
     if (key == "general.alignment") continue;

@@ -5,6 +5,7 @@
 
 #include "tokenizer/known_patterns.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 #include "util/mapped_file.h"
 
 namespace retort {
@@ -59,10 +60,10 @@ void write_tokenizer_metadata(GgufWriter& writer, const std::string& hf_dir, int
   const std::string path = (fs::path(hf_dir) / "tokenizer.json").string();
   require(fs::exists(path), ErrorKind::NotFound, "{} is missing: a GGUF file embeds the tokenizer, so the checkpoint "
           "directory needs its tokenizer.json", path);
-  const nlohmann::json tokenizer = nlohmann::json::parse(read_text_file(path));
+  const nlohmann::json tokenizer = parse_json_bounded(read_text_file(path), path);
   nlohmann::json config = nlohmann::json::object();
   const std::string config_path = (fs::path(hf_dir) / "tokenizer_config.json").string();
-  if (fs::exists(config_path)) config = nlohmann::json::parse(read_text_file(config_path));
+  if (fs::exists(config_path)) config = parse_json_bounded(read_text_file(config_path), config_path);
 
   std::vector<std::string> tokens(static_cast<size_t>(vocab_size));
   std::vector<int32_t> types(tokens.size(), kUnused);

@@ -128,6 +128,19 @@ GenerationRequest chat_generation(const ChatCompletionRequest& chat, CompletionS
 GenerationRequest completion_generation(const CompletionRequest& completion, CompletionServices& services) {
   GenerationRequest generation;
   if (completion.prompt_tokens) {
+    // Checked here so the 400 names the token id (the scheduler's check is an OutOfRange, which
+    // this handler reports as context_length_exceeded).
+    const int64_t vocab = services.model.scheduler->vocab_size();
+    for (size_t i = 0; i < completion.prompt_tokens->size(); ++i) {
+      const int32_t id = (*completion.prompt_tokens)[i];
+      if (id >= vocab) {
+        throw ApiError(400,
+                       fmt::format("prompt[{}] is token id {}, outside this model's vocabulary (0..{}); send ids "
+                                   "below {}",
+                                   i, id, vocab - 1, vocab),
+                       "prompt", "invalid_token_id");
+      }
+    }
     generation.prompt = *completion.prompt_tokens;
   } else {
     generation.prompt = services.model.tokenizer->encode(completion.prompt, /*add_special=*/true);

@@ -1,9 +1,15 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "server/access_log.h"
@@ -27,6 +33,98 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return difference == 0;
 }
 
+namespace {
+
+// The connection threads. httplib's own pool std::terminate()s when the system refuses a thread
+// (a joinable std::thread is destroyed while its constructor unwinds), and it starts them on the
+// serving thread where nothing could catch the error anyway. This one is built in bind(), on the
+// caller's thread, and turns a refused thread into a retort::Error after joining those it started.
+class ConnectionThreads : public httplib::TaskQueue {
+ public:
+  explicit ConnectionThreads(size_t count) {
+    try {
+      for (size_t i = 0; i < count; ++i) threads_.emplace_back([this] { work(); });
+    } catch (const std::system_error& error) {
+      const size_t started = threads_.size();
+      shutdown();
+      fail(ErrorKind::Io,
+           "cannot start HTTP thread {} of {}: {}; a limit on threads or memory applies (ulimit -u, a "
+           "container's pids.max): lower --http-threads (and --parallel/--queue, which size its default)",
+           started + 1, count, error.what());
+    }
+  }
+  ~ConnectionThreads() override { shutdown(); }
+
+  void enqueue(std::function<void()> task) override {
+    {
+      std::lock_guard lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+  }
+  // Lets the queued connections finish, then joins the threads.
+  void shutdown() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+    for (auto& thread : threads_) {
+      if (thread.joinable()) thread.join();
+    }
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+};
+
+// The body limit, checked from the headers before httplib reads any of the body: httplib 0.11
+// reads a chunked body whole whatever the limit (a 256 MiB body grew the server by 600 MB), and
+// answers a Content-Length over the limit, or a negative one, with 413 only after its 30 s read
+// timeout. Chunked request bodies are refused (411): every OpenAI client sends a Content-Length.
+std::optional<ApiError> body_framing_error(const httplib::Request& request, size_t max_body_bytes) {
+  if (request.has_header("Transfer-Encoding")) {
+    return ApiError(411, "chunked request bodies are not accepted; send the body with a Content-Length header");
+  }
+  if (!request.has_header("Content-Length")) return std::nullopt;
+  const std::string length = request.get_header_value("Content-Length");
+  const bool digits = !length.empty() && length.size() <= 18 &&
+                      std::all_of(length.begin(), length.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) {
+    return ApiError(400, fmt::format("Content-Length must be a non-negative whole number of bytes, got '{}'",
+                                     length.substr(0, 40)));
+  }
+  if (std::stoull(length) > max_body_bytes) {
+    return ApiError(413, fmt::format("the request body ({} bytes) is larger than the limit of {} bytes", length,
+                                     max_body_bytes));
+  }
+  return std::nullopt;
+}
+
+// Connections the kernel queues before accept(): httplib listens with a backlog of 5, so bursts of
+// clients got resets; bind() raises it to this (the kernel caps it at net.core.somaxconn).
+constexpr int kListenBacklog = 1024;
+
+}  // namespace
+
 struct HttpServer::Impl {
   explicit Impl(ServerOptions o) : options(std::move(o)), access_log(options.access_log) {}
 
@@ -38,6 +136,9 @@ struct HttpServer::Impl {
   std::mutex model_mutex;
   CompletionServices services;  // model filled in by attach()
   int64_t started = 0;
+  size_t connection_threads = 64;
+  std::unique_ptr<ConnectionThreads> prepared_threads;  // built by bind(), handed to httplib by serve()
+  int listen_socket = -1;                                // the last socket httplib created for listening
 
   bool authorized(const httplib::Request& request) const;
   void install_routes(HttpServer& owner);
@@ -163,8 +264,21 @@ HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std
   impl.services.metrics = &impl.metrics;
   impl.services.access_log = &impl.access_log;
   impl.services.shutting_down = &impl.shutting_down;
-  const int threads = impl.options.http_threads > 0 ? std::max(4, impl.options.http_threads) : 64;
-  impl.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  impl.connection_threads = static_cast<size_t>(impl.options.http_threads > 0 ? std::max(4, impl.options.http_threads) : 64);
+  impl.http.new_task_queue = [&impl]() -> httplib::TaskQueue* {
+    if (impl.prepared_threads) return impl.prepared_threads.release();
+    return new ConnectionThreads(impl.connection_threads);
+  };
+  // Replaces httplib's default (SO_REUSEPORT, which would let a second server share the port):
+  // SO_REUSEADDR allows a restart while old connections linger, and the socket is kept for bind().
+  impl.http.set_socket_options([&impl](int socket) {
+    const int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl.listen_socket = socket;
+  });
+  // Replies are written in a few small pieces; with Nagle's algorithm the second one waits for
+  // the client's delayed ACK (~40 ms per keep-alive request). Accepted sockets inherit the option.
+  impl.http.set_tcp_nodelay(true);
   impl.http.set_payload_max_length(impl.options.max_body_bytes);
   impl.http.set_read_timeout(30, 0);
   impl.http.set_write_timeout(30, 0);
@@ -177,6 +291,12 @@ HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std
                                    {"Vary", "Origin"}});
   }
   impl.http.set_pre_routing_handler([&impl](const httplib::Request& request, httplib::Response& response) {
+    if (auto error = body_framing_error(request, impl.options.max_body_bytes)) {
+      impl.reply_error(request, response, *error, random_id());
+      // The unread body must not be taken for the next request on this connection.
+      response.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const bool open_path = request.path == "/health" || request.path == "/" || request.method == "OPTIONS";
     if (open_path || impl.authorized(request)) return httplib::Server::HandlerResponse::Unhandled;
     impl.reply_error(request, response,
@@ -224,6 +344,9 @@ int HttpServer::bind() {
     require(impl.http.bind_to_port(impl.options.host, port), ErrorKind::Io,
             "cannot listen on {}:{}; is the port in use or the address wrong?", impl.options.host, port);
   }
+  // listen() again on a listening socket only changes its backlog (Linux).
+  if (impl.listen_socket >= 0) ::listen(impl.listen_socket, kListenBacklog);
+  impl.prepared_threads = std::make_unique<ConnectionThreads>(impl.connection_threads);
   return port;
 }
 

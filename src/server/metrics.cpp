@@ -33,9 +33,20 @@ ServerMetrics::ServerMetrics()
       inter_token_({0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}),
       request_duration_({0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}) {}
 
-void ServerMetrics::count_request(const std::string& endpoint, int status) {
+std::string_view endpoint_label(std::string_view path) {
+  static constexpr std::string_view kRoutes[] = {"/v1/chat/completions", "/v1/completions", "/v1/models",
+                                                 "/health", "/metrics", "/"};
+  for (std::string_view route : kRoutes) {
+    if (path == route) return route;
+  }
+  if (path.starts_with("/v1/models/")) return "/v1/models/{model}";
+  return "other";
+}
+
+void ServerMetrics::count_request(std::string_view path, int status) {
+  const int bounded_status = status >= 100 && status <= 599 ? status : 0;
   std::lock_guard lock(mutex_);
-  ++requests_[{endpoint, status}];
+  ++requests_[{std::string(endpoint_label(path)), bounded_status}];
 }
 
 void ServerMetrics::observe_time_to_first_token(double seconds) {

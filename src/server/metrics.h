@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,10 +28,16 @@ class Histogram {
   uint64_t count_ = 0;
 };
 
+// The `endpoint` label for a request path: one of the server's route templates ("/v1/models/{model}"
+// for any model id) or "other". Never the client's text: a label value from the request line could
+// forge sample lines (a quote and a newline) and every distinct path would add a series.
+std::string_view endpoint_label(std::string_view path);
+
 class ServerMetrics {
  public:
   ServerMetrics();
-  void count_request(const std::string& endpoint, int status);
+  // `path` is mapped through endpoint_label(); a status outside 100-599 counts as 0.
+  void count_request(std::string_view path, int status);
   void observe_time_to_first_token(double seconds);
   void observe_inter_token(double seconds);
   void observe_request_duration(double seconds);

@@ -6,6 +6,7 @@
 
 #include "server/api_error.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 
 namespace retort::server {
 
@@ -22,6 +23,15 @@ const json* field(const json& body, const char* name) {
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return nullptr;
   return &*it;
+}
+
+// A member that must be a string when given (json::value() would throw a type_error, a 500, for a
+// number or null); nullopt when absent or null.
+std::optional<std::string> string_member(const json& object, const char* name, const std::string& param) {
+  const json* value = field(object, name);
+  if (value == nullptr) return std::nullopt;
+  if (!value->is_string()) bad(param, fmt::format("'{}' must be a string, got {}", param, json_type_name(*value)));
+  return value->get<std::string>();
 }
 
 std::optional<double> number_field(const json& body, const char* name, double low, double high) {
@@ -99,7 +109,7 @@ std::shared_ptr<const OutputGrammar> parse_output_grammar(const json& body) {
     if (!format->is_object()) bad("response_format", "'response_format' must be an object with a 'type'");
     const json* type = field(*format, "type");
     if (type == nullptr || !type->is_string()) {
-      bad("response_format", "response_format.type must be a string: text, json_object or json_schema");
+      bad("response_format.type", "response_format.type must be a string: text, json_object or json_schema");
     }
     const std::string name = type->get<std::string>();
     if (name == "text") return nullptr;
@@ -169,7 +179,9 @@ std::string message_content(const json& content, size_t index) {
   if (!content.is_array()) bad(param, fmt::format("'{}' must be a string or an array of text parts", param));
   std::string text;
   for (const auto& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+    const bool text_part = part.is_object() && field(part, "type") != nullptr && part["type"].is_string() &&
+                           part["type"].get<std::string>() == "text";
+    if (!text_part || !part.contains("text") || !part["text"].is_string()) {
       bad(param, fmt::format("'{}' parts must be {{\"type\": \"text\", \"text\": …}}; this model reads text only", param));
     }
     text += part["text"].get<std::string>();
@@ -180,8 +192,14 @@ std::string message_content(const json& content, size_t index) {
 }  // namespace
 
 json parse_json_body(const std::string& body) {
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
+  json parsed;
+  try {
+    parsed = parse_json_bounded(body, "the request body");
+  } catch (const Error& error) {
+    throw ApiError(400, error.what());
+  } catch (const json::exception& error) {
+    throw ApiError(400, "the request body is not valid JSON: " + echo_excerpt(error.what()));
+  }
   if (!parsed.is_object()) throw ApiError(400, "the request body must be a JSON object");
   return parsed;
 }
@@ -197,10 +215,12 @@ ChatCompletionRequest parse_chat_request(const json& body, const RequestLimits& 
     const json& message = (*messages)[i];
     const std::string param = fmt::format("messages[{}]", i);
     if (!message.is_object()) bad(param, fmt::format("'{}' must be an object", param));
-    const std::string role = message.value("role", "");
-    std::string mapped = role == "developer" ? "system" : role;
+    const std::optional<std::string> role = string_member(message, "role", param + ".role");
+    if (!role) bad(param + ".role", fmt::format("'{}' has no role; give system, developer, user or assistant", param));
+    std::string mapped = *role == "developer" ? "system" : *role;
     if (mapped != "system" && mapped != "user" && mapped != "assistant") {
-      bad(param + ".role", fmt::format("'{}.role' must be system, developer, user or assistant, got '{}'", param, role));
+      bad(param + ".role", fmt::format("'{}.role' must be system, developer, user or assistant, got '{}'", param,
+                                       echo_excerpt(*role)));
     }
     if (!message.contains("content")) bad(param + ".content", fmt::format("'{}' has no content", param));
     request.messages.push_back({mapped, message_content(message["content"], i)});

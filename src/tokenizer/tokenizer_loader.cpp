@@ -8,6 +8,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 #include "util/mapped_file.h"
 
 namespace retort {
@@ -323,10 +324,10 @@ namespace {
 
 json parse_json(std::string_view text, const std::string& origin) {
   try {
-    return json::parse(text);
+    return parse_json_bounded(text, origin);
   } catch (const json::exception& error) {
     fail(ErrorKind::InvalidInput, "{} is not valid JSON ({}); expected a Hugging Face tokenizer file", origin,
-         error.what());
+         echo_excerpt(error.what()));
   }
 }
 
@@ -341,7 +342,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json_text(std::string_view tokenizer_
   } catch (const json::exception& error) {
     // A field of the wrong JSON type somewhere the checks above did not look.
     fail(ErrorKind::InvalidInput, "{}: unexpected content ({}); expected a Hugging Face tokenizer.json", origin,
-         error.what());
+         echo_excerpt(error.what()));
   }
 }
 

@@ -1,6 +1,9 @@
 #include "train/checkpoint.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstring>
@@ -12,6 +15,7 @@
 #include "io/safetensors.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 
 namespace retort::train {
 
@@ -112,6 +116,26 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointConte
   return final_dir.string();
 }
 
+int remove_stale_checkpoint_temps(const std::string& output_dir) {
+  std::error_code error;
+  if (!fs::is_directory(output_dir, error)) return 0;
+  int removed = 0;
+  for (const auto& entry : fs::directory_iterator(output_dir, error)) {
+    const std::string name = entry.path().filename().string();
+    const size_t marker = name.rfind(".tmp-");
+    if (name.rfind(".step-", 0) != 0 || marker == std::string::npos) continue;
+    const std::string pid_text = name.substr(marker + 5);
+    if (pid_text.empty() || !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    // A live writer (another process on this directory) keeps its directory.
+    const long pid = std::stol(pid_text.substr(0, 9));
+    if (pid == getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    fs::remove_all(entry.path(), error);
+    if (!error) ++removed;
+  }
+  return removed;
+}
+
 std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
   auto all = complete_checkpoints(output_dir);
   if (all.empty()) return std::nullopt;
@@ -123,6 +147,7 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
   const fs::path path(dir);
   require(fs::exists(path / kStateFile), ErrorKind::NotFound,
           "'{}' is not a complete retort training checkpoint (no {})", dir, kStateFile);
+  const TrainerState state = read_trainer_state((path / kStateFile).string());  // checked before the big reads
   const ModelConfig saved = load_hf_config((path / "config.json").string());
   require(shape_signature(saved) == shape_signature(config), ErrorKind::InvalidInput,
           "cannot resume from '{}': it is a checkpoint of another model ({}) but this run trains ({}); use a fresh "
@@ -142,17 +167,33 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
       }
     }
   }
-  const auto state_json = nlohmann::json::parse(read_text(path / kStateFile));
+  return state;
+}
+
+TrainerState read_trainer_state(const std::string& path) {
   TrainerState s;
-  s.step = state_json.at("step").get<int64_t>();
-  s.data = {state_json.at("data_epoch").get<int64_t>(), state_json.at("data_index").get<int64_t>()};
-  s.seed = state_json.at("seed").get<uint64_t>();
-  s.rng_state = state_json.at("rng_state").get<uint64_t>();
-  s.tokens_seen = state_json.at("tokens_seen").get<int64_t>();
-  s.ranks = state_json.value("ranks", int64_t(1));
-  s.loss_scale = state_json.value("loss_scale", 0.0);
-  s.loss_scale_good_steps = state_json.value("loss_scale_good_steps", int64_t(0));
-  s.skipped_steps = state_json.value("skipped_steps", int64_t(0));
+  try {
+    const auto state_json = parse_json_bounded(read_text(path), "'" + path + "'");
+    s.step = state_json.at("step").get<int64_t>();
+    s.data = {state_json.at("data_epoch").get<int64_t>(), state_json.at("data_index").get<int64_t>()};
+    s.seed = state_json.at("seed").get<uint64_t>();
+    s.rng_state = state_json.at("rng_state").get<uint64_t>();
+    s.tokens_seen = state_json.at("tokens_seen").get<int64_t>();
+    s.ranks = state_json.value("ranks", int64_t(1));
+    s.loss_scale = state_json.value("loss_scale", 0.0);
+    s.loss_scale_good_steps = state_json.value("loss_scale_good_steps", int64_t(0));
+    s.skipped_steps = state_json.value("skipped_steps", int64_t(0));
+  } catch (const nlohmann::json::exception& error) {
+    // Malformed text, a missing field or one of the wrong type: the checkpoint is damaged.
+    fail(ErrorKind::InvalidInput,
+         "'{}' is not a valid retort trainer state ({}); expected an object with integer step, data_epoch, "
+         "data_index, seed, rng_state and tokens_seen. Resume from an earlier checkpoint (remove this step's "
+         "directory) or start a new run",
+         path, echo_excerpt(error.what()));
+  }
+  require(s.step >= 0 && s.data.epoch >= 0 && s.data.index >= 0 && s.tokens_seen >= 0 && s.ranks >= 1,
+          ErrorKind::InvalidInput, "'{}': step, data_epoch, data_index and tokens_seen must be >= 0 and ranks >= 1; "
+          "the checkpoint is damaged: resume from an earlier one or start a new run", path);
   return s;
 }
 

@@ -54,4 +54,12 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, const ParameterLayout& layout,
                              float* params, float* moments);
 
+// Removes the temporary directories (".step-N.tmp-PID") that checkpoints being written by a
+// process that no longer runs (killed mid-save) left in `output_dir`; returns how many.
+int remove_stale_checkpoint_temps(const std::string& output_dir);
+
+// A checkpoint's trainer_state.json; a damaged one (not JSON, nested too deep, a field missing, of
+// the wrong type or negative) is an InvalidInput error saying how to go on.
+TrainerState read_trainer_state(const std::string& path);
+
 }  // namespace retort::train

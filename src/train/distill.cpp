@@ -223,7 +223,7 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
 
   // Checked before anything is written, so a mistaken fresh run cannot overwrite the run's student-init.
   RankGroup& ranks = *run_options.ranks;
-  refuse_used_run_directory(c, run_options.resume);
+  refuse_used_run_directory(c, run_options.resume, {dc.teacher_model, dc.teacher_tokenizer});
   if (dc.student.from_teacher && !run_options.resume && ranks.writes())
     write_student_from_teacher(dc.teacher_model, dc.student, c.model_init);
   ranks.barrier();  // the other ranks read the student rank 0 wrote

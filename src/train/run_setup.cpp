@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/output_path.h"
 #include "util/thread_pool.h"
 
 namespace retort::train {
@@ -91,7 +92,11 @@ DataSets load_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const 
   return ranks.writes() ? sets : read_data_sets(c, tokenizer, tokenizer_fingerprint, vocab_size);
 }
 
-void refuse_used_run_directory(const TrainConfig& c, bool resume) {
+void refuse_used_run_directory(const TrainConfig& c, bool resume, const std::vector<std::string>& extra_inputs) {
+  std::vector<std::string> inputs{c.model_init, c.tokenizer, c.train_file, c.validation_file};
+  inputs.insert(inputs.end(), extra_inputs.begin(), extra_inputs.end());
+  std::erase_if(inputs, [](const std::string& path) { return path.empty(); });
+  check_output_directory(c.output_dir, ExistingContents::Allow, inputs, "checkpointing.dir");
   require(resume || !latest_checkpoint(c.output_dir).has_value(), ErrorKind::InvalidInput,
           "'{}' already holds checkpoints of a run: pass --resume to continue it, or choose another checkpointing.dir",
           c.output_dir);
@@ -125,6 +130,8 @@ OpenedRun open_or_resume_run(const TrainConfig& c, bool resume, const ModelConfi
     else random_init(layout, params, c.seed, c.init_stddev);
   }
   if (ranks.writes()) {
+    if (const int stale = remove_stale_checkpoint_temps(c.output_dir); stale > 0)
+      spdlog::info("removed {} unfinished checkpoint director{} of an interrupted run", stale, stale == 1 ? "y" : "ies");
     fs::create_directories(c.output_dir);
     write_metrics(run.metrics_path, run.records);
   }

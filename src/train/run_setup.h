@@ -41,8 +41,9 @@ DataSets load_data_sets(const TrainConfig& c, const Tokenizer* tokenizer, const 
                         int64_t vocab_size, RankGroup& ranks = single_process());
 
 // Fails if a fresh run would go into a directory that already holds checkpoints (before anything
-// is written there).
-void refuse_used_run_directory(const TrainConfig& c, bool resume);
+// is written there), or if checkpointing.dir is not a directory or is one of the run's inputs
+// (model_init, tokenizer, data files, and `extra_inputs` such as a teacher).
+void refuse_used_run_directory(const TrainConfig& c, bool resume, const std::vector<std::string>& extra_inputs = {});
 
 struct OpenedRun {
   TrainerState state;               // step 0 with the config's seed, or the checkpoint's

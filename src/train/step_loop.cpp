@@ -201,7 +201,7 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     result.final_loss = loss;
 
     const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
-    StepRecord record{state.step, loss, lr, grad_norm, double(step_tokens) / seconds, std::nullopt};
+    StepRecord record{state.step, loss, lr, grad_norm, double(step_tokens) / seconds, std::nullopt, std::nullopt, false};
     if (scaler.enabled()) record.loss_scale = loss_scale, record.skipped = !apply;
     objective.end_step(record, writes);
     const bool last = state.step == c.steps;

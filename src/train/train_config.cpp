@@ -10,6 +10,8 @@
 
 #include "train/config_yaml.h"
 #include "util/error.h"
+#include "util/input_limits.h"
+#include "util/yaml_limits.h"
 
 namespace retort::train {
 
@@ -47,7 +49,8 @@ class ConfigReader {
       try {
         value = node.as<T>();
       } catch (const YAML::Exception&) {
-        fail(ErrorKind::InvalidInput, "{}: '{}' must be {}, got '{}'", source_, path, type_name<T>(), node.Scalar());
+        fail(ErrorKind::InvalidInput, "{}: '{}' must be {}, got '{}'", source_, path, type_name<T>(),
+             echo_excerpt(node.Scalar()));
       }
     }
     entries_.push_back({path, show(value), !given});
@@ -87,7 +90,7 @@ class ConfigReader {
           }
         }
         siblings.erase(std::unique(siblings.begin(), siblings.end()), siblings.end());
-        fail(ErrorKind::InvalidInput, "{}: unknown key '{}'; expected one of: {}", source_, path,
+        fail(ErrorKind::InvalidInput, "{}: unknown key '{}'; expected one of: {}", source_, echo_excerpt(path),
              fmt::join(std::set<std::string>(siblings.begin(), siblings.end()), ", "));
       }
       require(item.second.IsMap(), ErrorKind::InvalidInput, "{}: '{}' must be a map of settings", source_, path);
@@ -200,8 +203,9 @@ YAML::Node parse_config_root(const std::string& yaml_text, const std::string& so
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    fail(ErrorKind::InvalidInput, "{}: not valid YAML: {}", source, e.what());
+    fail(ErrorKind::InvalidInput, "{}: not valid YAML: {}", source, echo_excerpt(e.what()));
   }
+  check_yaml_nesting(root, source);
   require(root.IsMap(), ErrorKind::InvalidInput, "{}: expected a map of settings at the top level", source);
   return root;
 }

@@ -93,6 +93,8 @@ TrainRunResult run_training(const TrainConfig& c, const std::vector<ConfigEntry>
                             const TrainRunOptions& run_options) {
   set_run_threads(c);
   spdlog::info("training settings (file values and defaults):\n{}", settings_text(entries));
+  // Before anything is written there (the token cache is, before the run opens).
+  refuse_used_run_directory(c, run_options.resume);
 
   const std::string model_dir = c.model_init;
   ModelConfig config = load_hf_config(model_dir.empty() ? c.model_config : (fs::path(model_dir) / "config.json").string());

@@ -9,10 +9,13 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/output_path.h"
 
 namespace retort {
 
 AtomicFile::AtomicFile(std::string target_path) : target_(std::move(target_path)) {
+  // The rename in commit() would replace whatever is at the target: only a regular file may be.
+  check_output_file(target_);
   temp_ = target_ + ".tmp." + std::to_string(::getpid());
   fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {

@@ -44,7 +44,9 @@ void set_default_map_mode(MapMode mode) { g_default_map_mode = mode; }
 MapMode default_map_mode() { return g_default_map_mode; }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever (fstat refuses it below);
+  // on a regular file it changes nothing.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     fail(errno == ENOENT ? ErrorKind::NotFound : ErrorKind::Io, "cannot open '{}': {}", path,
          std::strerror(errno));
@@ -52,7 +54,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(ErrorKind::Io, "'{}' is not a regular file", path);
+    fail(ErrorKind::InvalidInput, "'{}' is not a regular file (a directory, FIFO or device?); give the path of a file",
+         path);
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0 && g_default_map_mode == MapMode::LoadHugePages) {

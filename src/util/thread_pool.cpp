@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <system_error>
+
+#include "util/error.h"
 
 namespace retort {
 
@@ -36,7 +39,24 @@ bool spin_until(Ready ready) {
 
 ThreadPool::ThreadPool(int threads) {
   int workers = std::max(threads, 1) - 1;
-  for (int i = 0; i < workers; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  try {
+    for (int i = 0; i < workers; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::system_error& error) {
+    // The destructor does not run for a constructor that throws, and a joinable std::thread
+    // destroyed unjoined would terminate the process: stop the workers that did start.
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    const size_t started = workers_.size();
+    for (auto& worker : workers_) worker.join();
+    workers_.clear();
+    fail(ErrorKind::Io,
+         "cannot start thread {} of {}: {}; a limit on threads or memory applies (ulimit -u, a container's "
+         "pids.max, ulimit -v): use fewer threads (-t/--threads)",
+         started + 2, threads, error.what());
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -122,7 +142,21 @@ int default_thread_count() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// Far more threads than cores only slows the kernels' polling workers down, and thousands of them
+// can exhaust memory or a process limit (issue 17: --threads 1000 deadlocked under a memory limit).
+namespace {
+constexpr int kMaxThreadsPerHardwareThread = 4;
+int max_thread_count() { return kMaxThreadsPerHardwareThread * default_thread_count(); }
+}  // namespace
+
 void set_thread_count(int threads) {
+  require(threads >= 0, ErrorKind::InvalidInput, "the thread count must be 0 (all hardware threads) or positive, got {}",
+          threads);
+  require(threads <= max_thread_count(), ErrorKind::InvalidInput,
+          "{} threads requested, but this machine has {} hardware threads and retort runs at most {} ({} per "
+          "hardware thread); use fewer threads (0 = all hardware threads)",
+          threads, default_thread_count(), max_thread_count(), kMaxThreadsPerHardwareThread);
+  global_pool().reset();  // the old pool's threads end before the new one's start
   global_pool() = std::make_unique<ThreadPool>(threads > 0 ? threads : default_thread_count());
 }
 
