@@ -95,6 +95,7 @@ void bf16_matmul(float* out, int64_t out_stride, const uint16_t* in, int64_t tok
   if (tokens == 1) {  // decode: 8 rows per tile keeps 8 weight streams in flight
     int64_t row = row_begin;
     for (; row + 8 <= row_end; row += 8) bf16_tile<8, 1>(out, out_stride, in, weights, cols, row);
+    for (; row + 4 <= row_end; row += 4) bf16_tile<4, 1>(out, out_stride, in, weights, cols, row);
     for (; row < row_end; ++row) bf16_tile<1, 1>(out, out_stride, in, weights, cols, row);
     return;
   }
