@@ -61,6 +61,13 @@ bool GrammarMatcher::feed(uint8_t byte) {
   return false;
 }
 
+bool GrammarMatcher::in_free_string() const {
+  if (depth_ == 0) return false;
+  const Frame& top = frames_[size_t(depth_ - 1)];
+  const auto& n = grammar_->node(top.node);
+  return n.kind == Kind::String && top.phase == 1 && n.max_items == INT64_MAX;
+}
+
 bool GrammarMatcher::can_end(const Frame& f) const {
   const auto& n = grammar_->node(f.node);
   switch (n.kind) {

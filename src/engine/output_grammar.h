@@ -68,6 +68,9 @@ class GrammarMatcher {
   bool complete() const;
   // Whether no byte can follow (complete and nothing may be appended).
   bool finished() const { return depth_ == 1 && frames_[0].phase == 2; }
+  // Inside a string without a length bound, between characters: any run of plain characters
+  // (no quote, backslash or control byte; whole UTF-8 characters) leaves the state as it is.
+  bool in_free_string() const;
 
  private:
   struct Frame {

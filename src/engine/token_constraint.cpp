@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 namespace retort {
 
@@ -12,39 +13,58 @@ constexpr std::string_view kEndOfReasoning = "</think>";
 ConstraintVocabulary::ConstraintVocabulary(const Tokenizer& tokenizer, std::vector<int32_t> eos_ids,
                                            int64_t vocab_size)
     : bytes_(size_t(vocab_size)), eos_ids_(std::move(eos_ids)) {
-  std::vector<std::pair<int32_t, int32_t>> ends;  // (trie node, token)
-  nodes_.emplace_back();
+  // A token is plain when, inside a free string, it leaves the matcher inside the string.
+  const auto free_string = OutputGrammar::json_schema(nlohmann::json{{"type", "string"}});
+  GrammarMatcher open(*free_string);
+  open.feed(uint8_t('"'));
   for (int32_t id = 0; id < int32_t(vocab_size); ++id) {
     if (!tokenizer.is_token(id)) continue;
     bytes_[size_t(id)] = tokenizer.token_bytes(id);
-    if (tokenizer.is_special(id)) continue;  // spelled for finding "</think>", never allowed in the reply
-    int32_t node = 0;
-    for (char c : bytes_[size_t(id)]) {
-      int32_t child = nodes_[size_t(node)].first_child;
-      while (child >= 0 && nodes_[size_t(child)].byte != uint8_t(c)) child = nodes_[size_t(child)].next_sibling;
-      if (child < 0) {
-        child = int32_t(nodes_.size());
-        Node fresh;
-        fresh.byte = uint8_t(c);
-        fresh.next_sibling = nodes_[size_t(node)].first_child;
-        nodes_.push_back(fresh);
-        nodes_[size_t(node)].first_child = child;
-      }
-      node = child;
+    const std::string& bytes = bytes_[size_t(id)];
+    if (tokenizer.is_special(id) || bytes.empty()) continue;  // spelled for "</think>", never allowed
+    GrammarMatcher after = open;
+    if (after.feed(bytes) && after.in_free_string()) {
+      plain_.insert(bytes, id);
+      plain_tokens_.push_back(id);
+    } else {
+      other_.insert(bytes, id);
     }
-    if (node != 0) ends.emplace_back(node, id);
   }
-  std::sort(ends.begin(), ends.end());
-  tokens_.reserve(ends.size());
-  for (size_t i = 0; i < ends.size(); ++i) {
-    Node& n = nodes_[size_t(ends[i].first)];
-    if (i == 0 || ends[i - 1].first != ends[i].first) n.tokens_begin = int32_t(tokens_.size());
-    tokens_.push_back(ends[i].second);
-    n.tokens_end = int32_t(tokens_.size());
-  }
+  plain_.finish();
+  other_.finish();
 }
 
-void ConstraintVocabulary::walk(int32_t node, const GrammarMatcher& state, std::vector<int32_t>& out) const {
+void ConstraintVocabulary::Trie::insert(const std::string& bytes, int32_t token) {
+  int32_t node = 0;
+  for (char c : bytes) {
+    int32_t child = nodes_[size_t(node)].first_child;
+    while (child >= 0 && nodes_[size_t(child)].byte != uint8_t(c)) child = nodes_[size_t(child)].next_sibling;
+    if (child < 0) {
+      child = int32_t(nodes_.size());
+      Node fresh;
+      fresh.byte = uint8_t(c);
+      fresh.next_sibling = nodes_[size_t(node)].first_child;
+      nodes_.push_back(fresh);
+      nodes_[size_t(node)].first_child = child;
+    }
+    node = child;
+  }
+  ends_.emplace_back(node, token);
+}
+
+void ConstraintVocabulary::Trie::finish() {
+  std::sort(ends_.begin(), ends_.end());
+  tokens_.reserve(ends_.size());
+  for (size_t i = 0; i < ends_.size(); ++i) {
+    Node& n = nodes_[size_t(ends_[i].first)];
+    if (i == 0 || ends_[i - 1].first != ends_[i].first) n.tokens_begin = int32_t(tokens_.size());
+    tokens_.push_back(ends_[i].second);
+    n.tokens_end = int32_t(tokens_.size());
+  }
+  ends_ = {};
+}
+
+void ConstraintVocabulary::Trie::walk(int32_t node, const GrammarMatcher& state, std::vector<int32_t>& out) const {
   for (int32_t child = nodes_[size_t(node)].first_child; child >= 0; child = nodes_[size_t(child)].next_sibling) {
     GrammarMatcher next = state;
     if (!next.feed(nodes_[size_t(child)].byte)) continue;
@@ -55,7 +75,12 @@ void ConstraintVocabulary::walk(int32_t node, const GrammarMatcher& state, std::
 }
 
 void ConstraintVocabulary::allowed_tokens(const GrammarMatcher& state, std::vector<int32_t>& out) const {
-  walk(0, state, out);
+  if (state.in_free_string()) {
+    out.insert(out.end(), plain_tokens_.begin(), plain_tokens_.end());
+  } else {
+    plain_.walk(0, state, out);
+  }
+  other_.walk(0, state, out);
 }
 
 TokenConstraint::TokenConstraint(std::shared_ptr<const OutputGrammar> grammar,

@@ -17,6 +17,9 @@
 
 namespace retort {
 
+// Tokens made only of plain string characters (most of a vocabulary) fit wherever a free string
+// is open, whatever came before: they are listed once, and only the others are walked there, which
+// is what keeps a step inside a string cheap.
 class ConstraintVocabulary {
  public:
   ConstraintVocabulary(const Tokenizer& tokenizer, std::vector<int32_t> eos_ids, int64_t vocab_size);
@@ -27,14 +30,26 @@ class ConstraintVocabulary {
   int64_t vocab_size() const { return int64_t(bytes_.size()); }
 
  private:
-  struct Node {
-    int32_t first_child = -1, next_sibling = -1;
-    uint8_t byte = 0;
-    int32_t tokens_begin = 0, tokens_end = 0;  // tokens spelled by the path to here, in tokens_
+  // A byte trie of tokens: walking it from a matcher state prunes at the first refused byte.
+  class Trie {
+   public:
+    Trie() : nodes_(1) {}
+    void insert(const std::string& bytes, int32_t token);
+    void finish();  // groups the tokens by node
+    void walk(int32_t node, const GrammarMatcher& state, std::vector<int32_t>& out) const;
+
+   private:
+    struct Node {
+      int32_t first_child = -1, next_sibling = -1;
+      uint8_t byte = 0;
+      int32_t tokens_begin = 0, tokens_end = 0;  // tokens spelled by the path to here, in tokens_
+    };
+    std::vector<Node> nodes_;
+    std::vector<std::pair<int32_t, int32_t>> ends_;  // (node, token) until finish()
+    std::vector<int32_t> tokens_;
   };
-  void walk(int32_t node, const GrammarMatcher& state, std::vector<int32_t>& out) const;
-  std::vector<Node> nodes_;
-  std::vector<int32_t> tokens_;
+  Trie plain_, other_;                 // tokens of plain string characters, and the rest
+  std::vector<int32_t> plain_tokens_;  // plain_'s tokens as a list
   std::vector<std::string> bytes_;  // per token id (special ones too, though never allowed); empty if unknown
   std::vector<int32_t> eos_ids_;
 };
