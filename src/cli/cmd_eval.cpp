@@ -136,7 +136,7 @@ void add_precision_command(CLI::App& eval) {
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
-  auto* eval = app.add_subcommand("eval", "Measure a model: perplexity, the precision report");
+  auto* eval = app.add_subcommand("eval", "Measure a model: perplexity, the precision report, BLEU/chrF");
   eval->require_subcommand(1);
   auto options = std::make_shared<PerplexityCommand>();
   auto* perplexity = eval->add_subcommand("perplexity", "Sliding-window perplexity on a text file");
@@ -148,6 +148,7 @@ void add_eval_command(CLI::App& app) {
   perplexity->add_flag("--json", options->json, "Print the result as JSON");
   perplexity->callback([options] { run_perplexity(*options); });
   add_precision_command(*eval);
+  add_bleu_command(*eval);
 }
 
 }  // namespace retort::cli

@@ -17,6 +17,7 @@ void add_chat_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_convert_command(CLI::App& app);  // convert and quantize
 void add_eval_command(CLI::App& app);
+void add_bleu_command(CLI::App& eval);  // eval bleu (cmd_eval_text.cpp), from add_eval_command
 void add_train_command(CLI::App& app);
 void add_distill_command(CLI::App& app);
 void add_pipeline_command(CLI::App& app);
