@@ -5,10 +5,9 @@
 // (retort's counters; other servers print "-") the prompt tokens it evaluated and those it found
 // cached. A new system prompt per level, so each level starts cold.
 //   node bench/prefix_cache_load.mjs --url URL --clients 1,4,16 --system-tokens 1000 --turns 3 --max-tokens 16
-const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => {
-  if (arg.startsWith("--")) pairs.push([arg.slice(2), all[i + 1]]);
-  return pairs;
-}, []));
+import { parseFlags, percentile } from "./load_common.mjs";
+
+const args = parseFlags();
 const url = args.url ?? "http://127.0.0.1:8080";
 const levels = (args.clients ?? "1,4,16").split(",").map(Number);
 const systemTokens = Number(args["system-tokens"] ?? 1000);
@@ -30,10 +29,6 @@ const WORDS = ("account balance card transfer payment refund branch loan interes
 function text(random, words) {
   return Array.from({ length: words }, () => WORDS[Math.floor(random() * WORDS.length)]).join(" ");
 }
-const percentile = (values, p) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
-};
 
 async function metric(name) {
   try {

@@ -3,10 +3,9 @@
 // and inter-token latency percentiles per concurrency level, as a table and as JSON.
 //   node bench/serve_load.mjs --url http://127.0.0.1:8080 --concurrency 1,4,16,32 --max-tokens 64
 // Only Node's built-in fetch is used, so it runs without npm packages.
-const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => {
-  if (arg.startsWith("--")) pairs.push([arg.slice(2), all[i + 1]]);
-  return pairs;
-}, []));
+import { parseFlags, percentile } from "./load_common.mjs";
+
+const args = parseFlags();
 const url = args.url ?? "http://127.0.0.1:8080";
 const levels = (args.concurrency ?? "1,4,16,32").split(",").map(Number);
 const maxTokens = Number(args["max-tokens"] ?? 64);
@@ -14,11 +13,6 @@ const requestsPerClient = Number(args["requests-per-client"] ?? 2);
 const label = args.label ?? url;
 const extra = args.extra ? JSON.parse(args.extra) : {};
 
-function percentile(values, p) {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
 
 // One streamed request: returns token arrival times (ms since the request was sent).
 async function streamRequest(prompt) {
