@@ -118,6 +118,25 @@ TEST_F(InfoCliTest, TruncatedWeightsGiveOneErrorLineNamingTheFile) {
   EXPECT_NE(result.output.find((dir_ / "model.safetensors").string()), std::string::npos) << result.output;
 }
 
+// run would refuse a checkpoint whose tokenizer.json it cannot load: so does info, naming the file;
+// a good one is reported with its size.
+TEST_F(InfoCliTest, ChecksTheTokenizerAsRunDoes) {
+  const auto fixture = test::shared_path("fixtures/tiny-r1-qwen");
+  RETORT_REQUIRE_PATH(fixture, "tiny-r1-qwen fixture");
+  for (const char* file : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(fixture + "/" + file, dir_ / file);
+  const auto good = run_info(quoted(dir_.string()));
+  EXPECT_EQ(good.status, 0) << good.output;
+  EXPECT_NE(good.output.find("512 tokens"), std::string::npos) << good.output;
+  std::ofstream(dir_ / "tokenizer.json", std::ios::trunc) << R"({"model": {"type": "BPE", "vocab": 7}})";
+  const auto bad = run_info(quoted(dir_.string()));
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_NE(bad.output.find((dir_ / "tokenizer.json").string() + "' cannot be used"), std::string::npos) << bad.output;
+  const json report = run_info_json(dir_.string(), 1);
+  EXPECT_FALSE(report["ok"].get<bool>());
+  EXPECT_TRUE(report["tokenizer"].contains("error"));
+}
+
 TEST_F(InfoCliTest, DirectoryWithoutConfigSaysWhatIsMissing) {
   const auto result = run_info(quoted(dir_.string()));
   EXPECT_EQ(result.status, 1) << result.output;

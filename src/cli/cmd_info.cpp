@@ -4,6 +4,7 @@
 // cannot compute with; extra tensors are only reported.
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -14,6 +15,7 @@
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "model/tensor_table.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
 
@@ -135,7 +137,21 @@ struct InfoInputs {
   ModelConfig config;
   std::unique_ptr<Checkpoint> checkpoint;
   CheckpointCheck check;
+  // tokenizer.json, loaded as `run` loads it: its ids, or why it cannot be used (none: no file).
+  std::optional<int64_t> tokenizer_tokens;
+  std::string tokenizer_problem;
+  bool ok() const { return check.ok() && tokenizer_problem.empty(); }
 };
+
+// Loads the directory's tokenizer.json, if any, the way run/chat/serve do.
+void check_tokenizer(InfoInputs& info) {
+  if (!fs::exists(fs::path(info.directory) / "tokenizer.json")) return;
+  try {
+    info.tokenizer_tokens = Tokenizer::load(info.directory)->vocab_size();
+  } catch (const Error& error) {
+    info.tokenizer_problem = error.what();
+  }
+}
 
 ordered_json report_json(const InfoInputs& info) {
   ordered_json out;
@@ -168,7 +184,9 @@ ordered_json report_json(const InfoInputs& info) {
   for (const TensorView* view : info.check.unusable_dtype) {
     out["unsupported_dtypes"].push_back({{"name", view->name}, {"dtype", dtype_name(view->dtype)}});
   }
-  out["ok"] = info.check.ok();
+  if (info.tokenizer_tokens) out["tokenizer"] = {{"tokens", *info.tokenizer_tokens}};
+  if (!info.tokenizer_problem.empty()) out["tokenizer"] = {{"error", info.tokenizer_problem}};
+  out["ok"] = info.ok();
   return out;
 }
 
@@ -208,6 +226,10 @@ void print_report(const InfoInputs& info) {
   fmt::print("  {:<22}{}\n", "dtypes", fmt::join(dtypes, ", "));
   fmt::print("  {:<22}{} in {} file{}\n", "size on disk", human_bytes(size_on_disk(checkpoint)),
              files.size(), files.size() == 1 ? "" : "s");
+  fmt::print("  {:<22}{}\n", "tokenizer",
+             info.tokenizer_tokens ? fmt::format("{} tokens", *info.tokenizer_tokens)
+             : info.tokenizer_problem.empty() ? std::string("none (tokenizer.json absent: run and serve need one)")
+                                             : std::string("unusable (below)"));
   fmt::print("config\n");
   const ordered_json fields = config_fields(info.config);
   for (const auto& [key, value] : fields.items()) {
@@ -231,6 +253,7 @@ void run_info(const std::string& directory, bool as_json) {
   info.config = load_hf_config(config_path.string());
   info.checkpoint = Checkpoint::open_directory(directory);
   info.check = check_against_config(info.config, *info.checkpoint);
+  check_tokenizer(info);
 
   if (as_json) {
     fmt::print("{}\n", report_json(info).dump(2));
@@ -242,6 +265,11 @@ void run_info(const std::string& directory, bool as_json) {
                "unusable dtype\n",
                directory, info.check.missing.size(), info.check.mismatched.size(),
                info.check.unusable_dtype.size());
+    set_exit_code(1);
+  }
+  if (!info.tokenizer_problem.empty()) {
+    fmt::print(stderr, "error: '{}' cannot be used: {}\n", (fs::path(directory) / "tokenizer.json").string(),
+               info.tokenizer_problem);
     set_exit_code(1);
   }
 }
