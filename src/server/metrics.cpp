@@ -1,8 +1,11 @@
 #include "server/metrics.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+
+#include "util/log.h"
 
 namespace retort::server {
 
@@ -31,7 +34,13 @@ std::string Histogram::render(const std::string& name, const std::string& help) 
 ServerMetrics::ServerMetrics()
     : time_to_first_token_({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
       inter_token_({0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}),
-      request_duration_({0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}) {}
+      request_duration_({0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}) {
+  if (energy_.available()) {
+    spdlog::info("energy: RAPL counters {}", fmt::join(energy_.domain_names(), ", "));
+  } else {
+    spdlog::info("energy: not measured: {}", energy_.why_not());
+  }
+}
 
 std::string_view endpoint_label(std::string_view path) {
   static constexpr std::string_view kRoutes[] = {"/v1/chat/completions", "/v1/completions", "/v1/models",
@@ -72,6 +81,22 @@ std::string gauge(const std::string& name, const std::string& help, double value
 
 }  // namespace
 
+std::string ServerMetrics::render_energy(const SchedulerStats& engine) const {
+  std::string out = gauge("retort_energy_available", "1 when the machine exposes RAPL energy counters",
+                          energy_.available() ? 1 : 0);
+  if (!energy_.available()) return out;
+  const double joules = energy_.joules();
+  uint64_t completed = 0;  // under mutex_, held by render()
+  for (const auto& [key, count] : requests_)
+    if (key.second == 200 && (key.first == "/v1/chat/completions" || key.first == "/v1/completions")) completed += count;
+  out += gauge("retort_energy_joules_total", "CPU package and DRAM energy since start (RAPL)", joules, "counter");
+  const auto tokens = double(engine.generated_tokens_total);
+  out += gauge("retort_energy_joules_per_token", "Energy since start per generated token", tokens > 0 ? joules / tokens : 0);
+  out += gauge("retort_energy_kwh_per_10k_requests", "Energy since start per 10,000 completed requests, in kWh",
+               completed > 0 ? joules / 3.6e6 / double(completed) * 1e4 : 0);
+  return out;
+}
+
 std::string ServerMetrics::render(const SchedulerStats& engine, bool ready) const {
   std::lock_guard lock(mutex_);
   std::string out = "# HELP retort_requests_total HTTP requests by endpoint and status code\n"
@@ -102,6 +127,7 @@ std::string ServerMetrics::render(const SchedulerStats& engine, bool ready) cons
                static_cast<double>(engine.prefix_cache_query_tokens_total), "counter");
   out += gauge("retort_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache (prefill skipped)",
                static_cast<double>(engine.prefix_cache_hit_tokens_total), "counter");
+  out += render_energy(engine);
   out += time_to_first_token_.render("retort_time_to_first_token_seconds", "Time from request to first token");
   out += inter_token_.render("retort_inter_token_latency_seconds", "Time between streamed tokens");
   out += request_duration_.render("retort_request_duration_seconds", "Time from request to last byte");

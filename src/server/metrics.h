@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/scheduler.h"
+#include "util/energy_meter.h"
 
 namespace retort::server {
 
@@ -44,6 +45,10 @@ class ServerMetrics {
   std::string render(const SchedulerStats& engine, bool ready) const;
 
  private:
+  // Energy where the machine has RAPL counters: joules, per generated token, kWh per 10,000
+  // completed requests (the guide's unit). Elsewhere /metrics says 0 in retort_energy_available.
+  std::string render_energy(const SchedulerStats& engine) const;
+  mutable EnergyMeter energy_;
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   Histogram time_to_first_token_;

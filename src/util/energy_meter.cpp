@@ -1,0 +1,79 @@
+#include "util/energy_meter.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+namespace retort {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool read_text(const fs::path& path, std::string& out) {
+  std::ifstream in(path);
+  if (!in || !std::getline(in, out)) return false;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return true;
+}
+
+bool read_number(const fs::path& path, uint64_t& out) {
+  std::string text;
+  if (!read_text(path, text) || text.empty() || !std::all_of(text.begin(), text.end(), ::isdigit)) return false;
+  try {
+    out = std::stoull(text);
+  } catch (...) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+EnergyMeter::EnergyMeter(std::string root) {
+  std::error_code error;
+  std::vector<fs::path> zones;
+  for (const auto& entry : fs::directory_iterator(root, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("intel-rapl:", 0) == 0) zones.push_back(entry.path());
+  }
+  std::sort(zones.begin(), zones.end());
+  for (const fs::path& zone : zones) {
+    const std::string id = zone.filename().string();
+    const bool package = std::count(id.begin(), id.end(), ':') == 1;
+    Domain domain;
+    if (!read_text(zone / "name", domain.name)) continue;
+    if (!package && domain.name != "dram") continue;  // core/uncore are inside their package's figure
+    domain.energy_path = (zone / "energy_uj").string();
+    if (!read_number(zone / "max_energy_range_uj", domain.max_range) || !read_number(domain.energy_path, domain.last))
+      continue;  // unreadable (root-only on recent kernels): left out
+    domains_.push_back(domain);
+  }
+  if (domains_.empty()) {
+    why_not_ = zones.empty() ? "no RAPL energy counters under " + root + " (most VMs expose none)"
+                             : "the RAPL energy counters under " + root + " are not readable (they are root-only on recent kernels)";
+  }
+}
+
+double EnergyMeter::joules() {
+  std::lock_guard lock(mutex_);
+  double total = 0;
+  for (Domain& d : domains_) {
+    uint64_t now = 0;
+    if (read_number(d.energy_path, now)) {
+      const uint64_t delta = now >= d.last ? now - d.last : now + (d.max_range - d.last);
+      d.total_uj += double(delta);
+      d.last = now;
+    }
+    total += d.total_uj;
+  }
+  return total * 1e-6;
+}
+
+std::vector<std::string> EnergyMeter::domain_names() const {
+  std::vector<std::string> names;
+  for (const Domain& d : domains_) names.push_back(d.name);
+  return names;
+}
+
+}  // namespace retort
