@@ -6,32 +6,23 @@
 #include <map>
 #include <unordered_map>
 
+#include "tokenizer/utf8.h"
 #include "util/error.h"
 
 namespace retort::eval {
 
 namespace {
 
-// One code point from UTF-8 at s[i] (advancing i); an invalid byte stands for itself.
+// One code point from UTF-8 at s[i] (advancing i); a byte that starts no valid character stands
+// for itself.
 char32_t next_code_point(std::string_view s, size_t& i) {
-  const auto b = uint8_t(s[i]);
-  const int length = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
-  if (length <= 1 || i + size_t(length) > s.size()) return char32_t(s[i++] & 0xFF);
-  char32_t cp = b & (0xFF >> (length + 1));
-  for (int k = 1; k < length; ++k) {
-    const auto c = uint8_t(s[i + size_t(k)]);
-    if ((c & 0xC0) != 0x80) return char32_t(s[i++] & 0xFF);
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  i += size_t(length);
-  return cp;
+  if (utf8::valid_char_length(s, i) == 0) return char32_t(uint8_t(s[i++]));
+  return utf8::decode(s, i);
 }
 
-// Python's str.isspace() for the characters it covers (what str.split() splits on).
-bool is_unicode_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
+// Python's str.isspace(), what str.split() splits on: Unicode White_Space plus the four ASCII
+// separators U+001C..U+001F.
+bool is_unicode_space(char32_t c) { return utf8::is_whitespace(c) || (c >= 0x1C && c <= 0x1F); }
 
 // str.split(): the words between runs of whitespace.
 std::vector<std::string> split_words(std::string_view s) {
