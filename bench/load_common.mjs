@@ -14,3 +14,20 @@ export function percentile(values, p) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
+
+// The JSON chunks of a streamed (SSE) OpenAI response, each with `at`, performance.now() when the
+// bytes that completed it arrived; stops at the end of the body ("data: [DONE]" is skipped).
+export async function* streamChunks(response) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const bytes of response.body) {
+    const at = performance.now();
+    buffer += decoder.decode(bytes, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const line = buffer.slice(0, end).trim();
+      buffer = buffer.slice(end + 2);
+      if (line.startsWith("data: ") && line !== "data: [DONE]") yield { chunk: JSON.parse(line.slice(6)), at };
+    }
+  }
+}

@@ -5,7 +5,7 @@
 // (retort's counters; other servers print "-") the prompt tokens it evaluated and those it found
 // cached. A new system prompt per level, so each level starts cold.
 //   node bench/prefix_cache_load.mjs --url URL --clients 1,4,16 --system-tokens 1000 --turns 3 --max-tokens 16
-import { parseFlags, percentile } from "./load_common.mjs";
+import { parseFlags, percentile, streamChunks } from "./load_common.mjs";
 
 const args = parseFlags();
 const url = args.url ?? "http://127.0.0.1:8080";
@@ -46,20 +46,12 @@ async function chat(messages) {
     body: JSON.stringify({ messages, max_tokens: maxTokens, temperature: 0, stream: true }),
   });
   if (!response.ok) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
-  const decoder = new TextDecoder();
-  let buffer = "", reply = "", ttft = null;
-  for await (const bytes of response.body) {
-    buffer += decoder.decode(bytes, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const line = buffer.slice(0, end).trim();
-      buffer = buffer.slice(end + 2);
-      if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-      const delta = JSON.parse(line.slice(6)).choices?.[0]?.delta ?? {};
-      const piece = (delta.content ?? "") + (delta.reasoning_content ?? "");
-      if (piece && ttft === null) ttft = performance.now() - started;
-      reply += delta.content ?? "";
-    }
+  let reply = "", ttft = null;
+  for await (const { chunk, at } of streamChunks(response)) {
+    const delta = chunk.choices?.[0]?.delta ?? {};
+    const piece = (delta.content ?? "") + (delta.reasoning_content ?? "");
+    if (piece && ttft === null) ttft = at - started;
+    reply += delta.content ?? "";
   }
   return { reply, ttft: ttft ?? performance.now() - started };
 }

@@ -3,7 +3,7 @@
 // and inter-token latency percentiles per concurrency level, as a table and as JSON.
 //   node bench/serve_load.mjs --url http://127.0.0.1:8080 --concurrency 1,4,16,32 --max-tokens 64
 // Only Node's built-in fetch is used, so it runs without npm packages.
-import { parseFlags, percentile } from "./load_common.mjs";
+import { parseFlags, percentile, streamChunks } from "./load_common.mjs";
 
 const args = parseFlags();
 const url = args.url ?? "http://127.0.0.1:8080";
@@ -24,22 +24,12 @@ async function streamRequest(prompt) {
                            stream_options: { include_usage: true }, ...extra }),
   });
   if (!response.ok) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
-  const decoder = new TextDecoder();
   const arrivals = [];
-  let buffer = "", usageTokens = null;
-  for await (const bytes of response.body) {
-    const now = performance.now() - started;
-    buffer += decoder.decode(bytes, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const line = buffer.slice(0, end).trim();
-      buffer = buffer.slice(end + 2);
-      if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-      const chunk = JSON.parse(line.slice(6));
-      if (chunk.usage) usageTokens = chunk.usage.completion_tokens;
-      const choice = chunk.choices?.[0];
-      if (choice && choice.text) arrivals.push(now);
-    }
+  let usageTokens = null;
+  for await (const { chunk, at } of streamChunks(response)) {
+    if (chunk.usage) usageTokens = chunk.usage.completion_tokens;
+    const choice = chunk.choices?.[0];
+    if (choice && choice.text) arrivals.push(at - started);
   }
   return { arrivals, tokens: usageTokens ?? arrivals.length };
 }
