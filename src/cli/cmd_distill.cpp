@@ -148,14 +148,10 @@ void add_distill_command(CLI::App& app) {
             "retort distill needs a config: retort distill CONFIG.yaml (or retort distill generate CONFIG.yaml)");
     std::vector<train::ConfigEntry> entries;
     const train::DistillConfig config = train::load_distill_config(options->config_path, &entries);
-    const auto ranks = dist::join_data_parallel(config.train, entries, options->resume);
-    train::DistillRunResult result;
-    try {
-      result = train::run_distillation(config, entries, {options->resume, ranks.get()});
-    } catch (const std::exception& error) {
-      dist::end_all_ranks_on_error(error);
-      throw;
-    }
+    const train::DistillRunResult result =
+        dist::run_on_ranks(config.train, entries, options->resume, [&](train::RankGroup* ranks) {
+          return train::run_distillation(config, entries, {options->resume, ranks});
+        });
     spdlog::info("distilled {} steps, final loss {:.4f}; student validation loss {:.4f} (perplexity {:.2f}), teacher "
                  "{:.4f} ({:.2f}); model in {}", result.steps, result.final_loss, result.val_loss,
                  std::exp(result.val_loss), result.teacher_val_loss, std::exp(result.teacher_val_loss),

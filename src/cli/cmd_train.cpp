@@ -21,14 +21,9 @@ void add_train_command(CLI::App& app) {
   command->callback([options] {
     std::vector<train::ConfigEntry> entries;
     const train::TrainConfig config = train::load_train_config(options->config_path, &entries);
-    const auto ranks = dist::join_data_parallel(config, entries, options->resume);
-    train::TrainRunResult result;
-    try {
-      result = train::run_training(config, entries, {options->resume, ranks.get()});
-    } catch (const std::exception& error) {
-      dist::end_all_ranks_on_error(error);
-      throw;
-    }
+    const train::TrainRunResult result = dist::run_on_ranks(config, entries, options->resume, [&](train::RankGroup* ranks) {
+      return train::run_training(config, entries, {options->resume, ranks});
+    });
     spdlog::info("trained {} steps, final loss {:.4f}; model in {}", result.steps, result.final_loss,
                  result.last_checkpoint);
   });

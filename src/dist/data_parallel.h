@@ -2,6 +2,7 @@
 // Data-parallel training over MPI ranks: the train::RankGroup that `retort train` and `retort
 // distill` run their one step loop with (gradients summed once per optimizer step, flat or
 // hierarchical), after checking that every rank was started the same way.
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,5 +24,19 @@ std::unique_ptr<train::RankGroup> join_data_parallel(const train::TrainConfig& c
 // After an error in a data-parallel run: prints it as this rank's and ends every rank (MPI_Abort),
 // so none waits forever in a collective. Does nothing with one rank (the CLI reports the error).
 void end_all_ranks_on_error(const std::exception& error);
+
+// What `retort train` and `retort distill` do with their ranks: join them, run `run(RankGroup*)`,
+// and if it throws, end every rank (end_all_ranks_on_error) before the error goes to the CLI.
+template <class Run>
+auto run_on_ranks(const train::TrainConfig& config, const std::vector<train::ConfigEntry>& entries, bool resume,
+                  Run&& run) {
+  const auto ranks = join_data_parallel(config, entries, resume);
+  try {
+    return run(ranks.get());
+  } catch (const std::exception& error) {
+    end_all_ranks_on_error(error);
+    throw;
+  }
+}
 
 }  // namespace retort::dist
