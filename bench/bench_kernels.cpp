@@ -82,7 +82,8 @@ void BM_MatmulQuantized(benchmark::State& state) {
   std::vector<uint8_t> packed(dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows));
   quantize_rows(block_type_of(dtype), values.data(), packed.data(), rows, cols);
   CpuBackend backend;
-  const WeightMatrix matrix{dtype, packed.data(), rows, cols};
+  WeightMatrix matrix{dtype, packed.data(), rows, cols};
+  backend.repack(matrix, packed.data());  // the layout a loaded model's weights are in
   for (auto _ : state) {
     backend.matmul(c.out.data(), c.in.data(), matrix, tokens);
     benchmark::DoNotOptimize(c.out.data());
@@ -97,6 +98,7 @@ void QuantizedShapes(benchmark::internal::Benchmark* b) {
       b->Args({8960, 1536, tokens, dtype});
       b->Args({1536, 8960, tokens, dtype});
     }
+  b->Args({151936, 1536, 1, 3});  // the 1.5B's output matrix, Q6_K in the Q4_K_M recipe
 }
 BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
