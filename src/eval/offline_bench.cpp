@@ -145,9 +145,11 @@ void check_offline_bench_options(const OfflineBenchOptions& options, const Model
   require(deepest + options.decode_tokens <= positions, ErrorKind::InvalidInput,
           "--depth {} + --decode {} positions exceed the model's {} positions; pass a smaller --depth", deepest,
           options.decode_tokens, positions);
-  require(options.prompt_tokens + options.decode_tokens + 1 <= positions, ErrorKind::InvalidInput,
-          "--prompt {} + --decode {} positions exceed the model's {} positions; pass a smaller --prompt",
-          options.prompt_tokens, options.decode_tokens, positions);
+  // Batched sequences decode after --prompt positions of context.
+  const int64_t longest_prompt = options.prompt_tokens + (options.batches.empty() ? 0 : options.decode_tokens + 1);
+  require(longest_prompt <= positions, ErrorKind::InvalidInput,
+          "--prompt {} needs {} positions with batched decode's steps, more than the model's {}; pass a smaller "
+          "--prompt", options.prompt_tokens, longest_prompt, positions);
 }
 
 ModelBenchFigures bench_loaded_model(LoadedModel& loaded, const OfflineBenchOptions& options,

@@ -121,6 +121,7 @@ std::string offline_bench_json(const std::vector<ModelBenchFigures>& models, con
                                        {"threads", options.threads},
                                        {"reps", options.reps},
                                        {"kv_type", std::string(dtype_name(options.kv_type))},
+                                       {"act_type", options.activation == ActivationPrecision::Bf16 ? "bf16" : "f32"},
                                        {"probe_mib", options.probe_mib}};
   return nlohmann::json{{"options", options_json}, {"models", entries}}.dump(2) + "\n";
 }

@@ -84,13 +84,22 @@ void ChatStreamReader::read_event(std::string_view event, Clock::time_point arri
     begin = end + 1;
     if (line.substr(0, 5) != "data:") continue;  // comments (": ping"), event names, ids
     line.remove_prefix(line.size() > 5 && line[5] == ' ' ? 6 : 5);
-    data += (data.empty() ? "" : "\n") + std::string(line);
+    if (!data.empty()) data += '\n';  // a multi-line data field
+    data += line;
   }
   if (data.empty()) return;
   if (data == "[DONE]") {
     done_ = true;
     return;
   }
+  try {
+    read_chunk(data, arrived);
+  } catch (const nlohmann::json::exception&) {  // a field of an unexpected type
+    if (error_.empty()) error_ = "a stream chunk is not an OpenAI chat chunk: " + echo_excerpt(data, 80);
+  }
+}
+
+void ChatStreamReader::read_chunk(const std::string& data, Clock::time_point arrived) {
   const auto chunk = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (!chunk.is_object()) {
     if (error_.empty()) error_ = "a stream event is not JSON: " + echo_excerpt(data, 80);
@@ -171,7 +180,7 @@ std::string request_body(const LoadOptions& options, const std::string& model, c
                          {"stream", true},
                          {"stream_options", {{"include_usage", true}}}};
   if (!model.empty()) body["model"] = model;
-  return body.dump();
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // a prompt file's bad UTF-8 → U+FFFD
 }
 
 // Streams one request; cut off (as a failure) at the request's timeout or the overall deadline.
@@ -235,30 +244,60 @@ std::string first_listed_model(const BenchTarget& target, const LoadOptions& opt
   return first.is_object() && first.contains("id") && first["id"].is_string() ? first["id"].get<std::string>() : "";
 }
 
+using Progress = std::function<void(const std::string&)>;
+
+// Joins the client threads, saying every few seconds how many requests have been answered, so a
+// long level on a slow model does not look like a hang.
+void report_while_running(int clients, int64_t planned, const std::atomic<int64_t>& answered,
+                          const std::atomic<int>& clients_done, std::vector<std::thread>& threads,
+                          const Progress& progress) {
+  auto last_report = Clock::now();
+  while (clients_done.load() < clients && progress) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (Clock::now() - last_report < std::chrono::seconds(5)) continue;
+    last_report = Clock::now();
+    progress(fmt::format("clients {}: {} of {} requests answered", clients, answered.load(), planned));
+  }
+  for (std::thread& thread : threads) thread.join();
+}
+
 int64_t planned_requests(const LoadOptions& options, int clients) {
   return options.requests_per_level > 0 ? options.requests_per_level : 4 * int64_t{clients};
 }
 
 LevelFigures run_level(const BenchTarget& target, const LoadOptions& options, const std::string& model, int clients,
-                       Clock::time_point overall_deadline) {
+                       Clock::time_point overall_deadline, const Progress& progress) {
   const int64_t planned = planned_requests(options, clients);
   std::vector<RequestOutcome> outcomes(static_cast<size_t>(planned));
   std::vector<char> was_sent(static_cast<size_t>(planned), 0);
   std::atomic<int64_t> next_request{0};
+  std::atomic<int64_t> answered{0};
+  std::atomic<int> clients_done{0};
+  std::vector<Clock::time_point> client_finished(static_cast<size_t>(clients));
   const auto started = Clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c)
-    threads.emplace_back([&] {
+    threads.emplace_back([&, c] {
       auto client = connect(target, options);
       for (int64_t i = next_request++; i < planned && Clock::now() < overall_deadline; i = next_request++) {
         const std::string& prompt = options.prompts[static_cast<size_t>(i) % options.prompts.size()];
-        outcomes[static_cast<size_t>(i)] = stream_request(*client, target, request_body(options, model, prompt), options,
-                                                          overall_deadline);
+        RequestOutcome& outcome = outcomes[static_cast<size_t>(i)];
+        try {
+          outcome = stream_request(*client, target, request_body(options, model, prompt), options, overall_deadline);
+        } catch (const std::exception& error) {  // a thread must not take the process down with it
+          outcome = RequestOutcome{};
+          outcome.error = std::string("client error: ") + error.what();
+        }
         was_sent[static_cast<size_t>(i)] = 1;
+        ++answered;
       }
+      client_finished[static_cast<size_t>(c)] = Clock::now();
+      ++clients_done;
     });
-  for (std::thread& thread : threads) thread.join();
-  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  report_while_running(clients, planned, answered, clients_done, threads, progress);
+  // To the last answer, not to when the progress loop noticed it.
+  const auto finished = *std::max_element(client_finished.begin(), client_finished.end());
+  const double seconds = std::chrono::duration<double>(finished - started).count();
   std::vector<RequestOutcome> sent;
   for (size_t i = 0; i < outcomes.size(); ++i)
     if (was_sent[i]) sent.push_back(std::move(outcomes[i]));
@@ -291,7 +330,7 @@ ServeBenchReport run_serve_bench(const LoadOptions& options, const std::function
       continue;
     }
     if (progress) progress(fmt::format("clients {}: sending {} requests", clients, planned_requests(options, clients)));
-    report.levels.push_back(run_level(target, options, report.model, clients, overall_deadline));
+    report.levels.push_back(run_level(target, options, report.model, clients, overall_deadline, progress));
     const LevelFigures& level = report.levels.back();
     if (progress)
       progress(fmt::format("clients {}: {} of {} requests ok, {} failed, {:.1f} output tok/s, end-to-end p50 {}",

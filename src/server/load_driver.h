@@ -53,6 +53,7 @@ class ChatStreamReader {
 
  private:
   void read_event(std::string_view event, Clock::time_point arrived);
+  void read_chunk(const std::string& data, Clock::time_point arrived);
 
   Clock::time_point sent_;
   std::string pending_;
