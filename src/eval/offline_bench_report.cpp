@@ -16,9 +16,17 @@ std::string spread_cell(const Spread& spread, int decimals) {
   return fmt::format("{:.{}f} ({:.{}f}–{:.{}f})", spread.median, decimals, spread.min, decimals, spread.max, decimals);
 }
 
-std::string model_label(const std::string& path) {
+std::string file_name(const std::string& path) {
   const std::filesystem::path p = std::filesystem::path(path).lexically_normal();
   return p.has_filename() ? p.filename().string() : p.parent_path().filename().string();
+}
+
+// The file or directory name, or the whole path where two models share a name (model.gguf twice).
+std::string model_label(const std::vector<ModelBenchFigures>& models, const ModelBenchFigures& model) {
+  const std::string name = file_name(model.path);
+  for (const ModelBenchFigures& other : models)
+    if (&other != &model && file_name(other.path) == name) return model.path;
+  return name;
 }
 
 std::string decode_table(const std::vector<ModelBenchFigures>& models, const OfflineBenchOptions& options) {
@@ -29,7 +37,7 @@ std::string decode_table(const std::vector<ModelBenchFigures>& models, const Off
   for (const ModelBenchFigures& model : models)
     for (const ThreadsFigures& run : model.threads)
       for (const DepthFigures& depth : run.depths)
-        text += fmt::format("| {} | {} | {} | {} | {} | {} | {:.2f} | {:.0f}% | {:.0f} |\n", model_label(model.path),
+        text += fmt::format("| {} | {} | {} | {} | {} | {} | {:.2f} | {:.0f}% | {:.0f} |\n", model_label(models, model),
                             run.threads, spread_cell(run.bandwidth_gbs, 1), spread_cell(run.prefill_tokens_per_second, 1),
                             depth.depth, spread_cell(depth.decode_tokens_per_second, 2),
                             depth.roofline_tokens_per_second,
@@ -49,7 +57,7 @@ std::string batch_table(const std::vector<ModelBenchFigures>& models, const Offl
         if (batch.batch == 1) single = batch.aggregate_tokens_per_second.median;
       for (const BatchFigures& batch : run.batches) {
         const double rate = batch.aggregate_tokens_per_second.median;
-        text += fmt::format("| {} | {} | {} | {} | {} | {} |\n", model_label(model.path), run.threads, batch.batch,
+        text += fmt::format("| {} | {} | {} | {} | {} | {} |\n", model_label(models, model), run.threads, batch.batch,
                             spread_cell(batch.aggregate_tokens_per_second, 1), spread_cell(batch.step_milliseconds, 2),
                             single > 0 ? fmt::format("{:.2f}", rate / single) : "–");
       }
@@ -96,7 +104,7 @@ std::string offline_bench_markdown(const std::vector<ModelBenchFigures>& models,
                       options.reps, options.prompt_tokens, options.decode_tokens);
   for (const ModelBenchFigures& model : models)
     text += fmt::format("{}: {}, {:.3f} GB of weights read per token, backend {}, loaded in {:.2f}s\n",
-                        model_label(model.path), model.architecture, model.weight_gb_per_token, model.backend,
+                        model_label(models, model), model.architecture, model.weight_gb_per_token, model.backend,
                         model.load_seconds);
   return text;
 }
