@@ -136,17 +136,30 @@ class FailingServer {
     while (!stopping_) {
       const int connection = ::accept(listener_, nullptr, nullptr);
       if (connection < 0) return;
-      std::string request;
-      char buffer[4096];
-      ssize_t n;
-      while (request.find("\r\n\r\n") == std::string::npos && (n = ::read(connection, buffer, sizeof buffer)) > 0)
-        request.append(buffer, static_cast<size_t>(n));
+      read_request(connection);  // all of it: closing with unread bytes would reset the connection
       const std::string body = R"({"error":{"message":"planted failure","type":"server_error"}})";
       const std::string response = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
                                    "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
       if (::write(connection, response.data(), response.size()) < 0) {}
       ::close(connection);
     }
+  }
+
+  static void read_request(int connection) {
+    std::string request;
+    char buffer[4096];
+    ssize_t n;
+    size_t header_end;
+    while ((header_end = request.find("\r\n\r\n")) == std::string::npos &&
+           (n = ::read(connection, buffer, sizeof buffer)) > 0)
+      request.append(buffer, static_cast<size_t>(n));
+    if (header_end == std::string::npos) return;
+    std::string headers = request.substr(0, header_end);
+    for (char& c : headers) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const size_t field = headers.find("content-length:");
+    const size_t body_length = field == std::string::npos ? 0 : std::stoul(headers.substr(field + 15));
+    while (request.size() < header_end + 4 + body_length && (n = ::read(connection, buffer, sizeof buffer)) > 0)
+      request.append(buffer, static_cast<size_t>(n));
   }
 
   int listener_ = -1;

@@ -38,6 +38,9 @@ void run_offline_bench(OfflineCommand& command) {
   require(!command.models.empty(), ErrorKind::InvalidInput,
           "retort bench needs one or more MODEL paths (HF checkpoint directories or GGUF files), or the form "
           "`retort bench serve --url URL` for a running server");
+  for (const std::string& model : command.models)  // before minutes spent on the models before it
+    require(std::filesystem::exists(model), ErrorKind::NotFound,
+            "model path '{}' does not exist; pass HF checkpoint directories or GGUF files", model);
   command.bench.kv_type = kv_cache_type(command.kv_type);
   command.bench.activation = activation_precision(command.act_type);
   if (!command.json.empty()) check_output_file(command.json, command.models, "--json");
