@@ -1,7 +1,6 @@
 #include "eval/offline_bench.h"
 
 #include <algorithm>
-#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -16,7 +15,7 @@ namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
-void check_positive(const std::vector<int64_t>& values, int64_t lowest, const char* flag) {
+void check_list_at_least(const std::vector<int64_t>& values, int64_t lowest, const char* flag) {
   require(!values.empty(), ErrorKind::InvalidInput, "{} needs at least one value", flag);
   for (int64_t value : values)
     require(value >= lowest, ErrorKind::InvalidInput, "{} values must be at least {}, not {}", flag, lowest, value);
@@ -138,8 +137,8 @@ void check_offline_bench_options(const OfflineBenchOptions& options, const Model
   require(options.reps >= 1, ErrorKind::InvalidInput, "--reps must be at least 1, not {}", options.reps);
   require(options.prompt_tokens >= 1, ErrorKind::InvalidInput, "--prompt must be at least 1 token");
   require(options.decode_tokens >= 1, ErrorKind::InvalidInput, "--decode must be at least 1 token");
-  check_positive(options.depths, 0, "--depth");
-  if (!options.batches.empty()) check_positive(options.batches, 1, "--batch");
+  check_list_at_least(options.depths, 0, "--depth");
+  if (!options.batches.empty()) check_list_at_least(options.batches, 1, "--batch");
   const int64_t positions = config.max_positions;
   const int64_t deepest = *std::max_element(options.depths.begin(), options.depths.end());
   require(deepest + options.decode_tokens <= positions, ErrorKind::InvalidInput,
