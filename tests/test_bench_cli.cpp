@@ -109,10 +109,13 @@ class ServeProcess {
   std::string url_;
 };
 
-// A server on 127.0.0.1 that answers every request with HTTP 500 and closes the connection.
+// A server on 127.0.0.1 that answers every request with HTTP 500 and closes the connection, or
+// reads every request and never answers.
+enum class Misbehaviour { Answer500, NeverAnswer };
+
 class FailingServer {
  public:
-  FailingServer() {
+  explicit FailingServer(Misbehaviour misbehaviour) : misbehaviour_(misbehaviour) {
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
@@ -128,6 +131,7 @@ class FailingServer {
     ::shutdown(listener_, SHUT_RDWR);
     if (thread_.joinable()) thread_.join();
     ::close(listener_);
+    for (int connection : silent_connections_) ::close(connection);
   }
   int port() const { return port_; }
 
@@ -137,6 +141,10 @@ class FailingServer {
       const int connection = ::accept(listener_, nullptr, nullptr);
       if (connection < 0) return;
       read_request(connection);  // all of it: closing with unread bytes would reset the connection
+      if (misbehaviour_ == Misbehaviour::NeverAnswer) {
+        silent_connections_.push_back(connection);
+        continue;
+      }
       const std::string body = R"({"error":{"message":"planted failure","type":"server_error"}})";
       const std::string response = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
                                    "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
@@ -162,6 +170,8 @@ class FailingServer {
       request.append(buffer, static_cast<size_t>(n));
   }
 
+  Misbehaviour misbehaviour_;
+  std::vector<int> silent_connections_;  // open until the test ends
   int listener_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
@@ -276,7 +286,7 @@ TEST(BenchCli, AServerThatIsDownIsCountedAsErrorsWithANonZeroExit) {
 }
 
 TEST(BenchCli, AServerAnswering500IsCountedAsErrorsWithANonZeroExit) {
-  FailingServer server;
+  FailingServer server(Misbehaviour::Answer500);
   ASSERT_GT(server.port(), 0);
   TempDir dir;
   const auto result = retort("bench serve --url http://127.0.0.1:" + std::to_string(server.port()) +
@@ -287,6 +297,27 @@ TEST(BenchCli, AServerAnswering500IsCountedAsErrorsWithANonZeroExit) {
   ASSERT_EQ(report["levels"][0]["errors"].size(), 1u);
   EXPECT_NE(report["levels"][0]["errors"][0]["message"].get<std::string>().find("HTTP 500"), std::string::npos);
   EXPECT_NE(read_file(dir / "out/bench.md").find("planted failure"), std::string::npos);
+}
+
+TEST(BenchCli, ASilentServerIsCutOffByTheTimeoutsNotWaitedForForever) {
+  FailingServer server(Misbehaviour::NeverAnswer);
+  ASSERT_GT(server.port(), 0);
+  TempDir dir;
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
+  const auto started = std::chrono::steady_clock::now();
+  const auto per_request = retort("bench serve --url " + url + " --model m --clients 2 --requests 2 --timeout-s 1 "
+                                  "--out '" + (dir / "a") + "'");
+  EXPECT_EQ(per_request.status, 1) << per_request.output;
+  const json report = json::parse(read_file(dir / "a/bench.json"));
+  EXPECT_EQ(report["failed_requests"], 2);
+  EXPECT_NE(report["levels"][0]["errors"][0]["message"].get<std::string>().find("--timeout-s"), std::string::npos);
+  // The whole run's limit ends the warm-up and leaves the levels unsent, however long --timeout-s is.
+  const auto whole_run = retort("bench serve --url " + url + " --model m --clients 1,2 --requests 2 --timeout-s 600 "
+                                "--time-limit-s 2 --out '" + (dir / "b") + "'");
+  EXPECT_EQ(whole_run.status, 1) << whole_run.output;
+  EXPECT_NE(whole_run.output.find("--time-limit-s ran out"), std::string::npos) << whole_run.output;
+  EXPECT_EQ(json::parse(read_file(dir / "b/bench.json"))["unsent_requests"], 4);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));  // a bound, not a speed
 }
 
 }  // namespace

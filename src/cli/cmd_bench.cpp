@@ -81,13 +81,16 @@ void run_serve_bench(ServeCommand& command) {
   write_file_atomically(path("bench.md"), markdown);
   write_file_atomically(path("bench.svg"), serve_bench_svg(report));
   print_progress("wrote bench.json, bench.md and bench.svg in " + command.out);
-  if (const int64_t unsent = unsent_requests(report); unsent > 0)
-    print_progress(std::to_string(unsent) + " planned requests were not sent: --time-limit-s ran out; raise it or "
-                   "lower --requests");
+  // An incomplete run is not a result to compare against another: the exit says so.
   if (const int64_t failed = failed_requests(report); failed > 0) {
     std::fprintf(stderr, "error: %lld requests failed (the errors are listed under the table and in bench.json); "
                  "check that the server at %s is up and answers /v1/chat/completions\n",
                  static_cast<long long>(failed), command.load.url.c_str());
+    set_exit_code(1);
+  }
+  if (const int64_t unsent = unsent_requests(report); unsent > 0) {
+    std::fprintf(stderr, "error: %lld planned requests were not sent because --time-limit-s ran out; raise it or "
+                 "lower --requests\n", static_cast<long long>(unsent));
     set_exit_code(1);
   }
 }

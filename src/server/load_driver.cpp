@@ -158,7 +158,7 @@ std::string transport_error(httplib::Error error) {
   switch (error) {
     case httplib::Error::Connection: return "could not connect (is the server running at --url?)";
     case httplib::Error::ConnectionTimeout: return "connecting timed out";
-    case httplib::Error::Read: return "no answer within --timeout-s, or the connection closed mid-response";
+    case httplib::Error::Read: return "the connection closed before the response ended";
     case httplib::Error::Write: return "the request could not be sent (connection closed)";
     default: return "HTTP client error: " + httplib::to_string(error);
   }
@@ -190,6 +190,9 @@ RequestOutcome stream_request(httplib::Client& client, const BenchTarget& target
   const auto timeout = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(options.request_timeout_seconds));
   const auto deadline = std::min(sent + timeout, overall_deadline);
+  // httplib's read timeout is what ends a wait on a silent server, so it must end at the deadline too.
+  client.set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(
+      std::max<Clock::duration>(deadline - sent, std::chrono::milliseconds(1))));
   httplib::Request request;
   request.method = "POST";
   request.path = target.chat_path;
@@ -217,8 +220,9 @@ RequestOutcome stream_request(httplib::Client& client, const BenchTarget& target
   httplib::Response response;
   httplib::Error error = httplib::Error::Success;
   const bool answered = client.send(request, response, error);
-  RequestOutcome outcome = reader.finish(Clock::now());
-  if (cut_off) {
+  const auto ended = Clock::now();
+  RequestOutcome outcome = reader.finish(ended);
+  if (cut_off || (!answered && ended >= deadline)) {
     outcome.ok = false;
     outcome.error = deadline == overall_deadline ? "cut off by --time-limit-s" : "cut off by --timeout-s";
   } else if (!answered) {

@@ -24,8 +24,7 @@ struct LoadOptions {
   std::vector<std::string> prompts;     // request i sends prompts[i % size]
   std::string api_key;                  // sent as "Authorization: Bearer KEY" when set
   double request_timeout_seconds = 120;
-  double time_limit_seconds = 600;      // no request starts after this; running ones end at their next
-                                        // chunk (or --timeout-s when the server is silent)
+  double time_limit_seconds = 600;      // no request starts after this; running ones are cut off
   bool allow_remote = false;            // a host other than this machine's loopback
 };
 
