@@ -5,16 +5,19 @@
 //
 //   bench_batched_decode MODEL [--threads N] [--batches 1,4,16,32] [--steps 8] [--context 64] [--kv-type f16|f32]
 //                        [--act-type bf16|f32]   (both default to what `retort serve` uses: f16, bf16)
+//
+// The step is timed by eval/timed_forward (what `retort bench MODEL --batch ...` runs); each
+// sequence's context is random keys and values, as in bench_inference's --depth.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <numeric>
 #include <string>
 #include <vector>
 
+#include "eval/timed_forward.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/model_loader.h"
 #include "util/thread_pool.h"
-#include "util/timer.h"
 
 using namespace retort;
 
@@ -55,39 +58,18 @@ int main(int argc, char** argv) try {
   CpuBackend backend(act_type);
   auto model = load_model(path, backend);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  KvCache cache(model->config, (context + steps + 16) * max_batch + 64, KvCache::kDefaultBlockSize, kv_type);
+  KvCache cache(model->config, batched_decode_positions(max_batch, context, steps, KvCache::kDefaultBlockSize),
+                KvCache::kDefaultBlockSize, kv_type);
   std::printf("%s, %d threads, %lld positions of context per sequence\n", path.c_str(), thread_pool().size(),
               static_cast<long long>(context));
   std::printf("batch | ms per step | tok/s aggregate | x single\n");
   double single = 0;
-  std::vector<float> logits;
   for (int batch : batches) {
-    std::vector<KvSequence> sequences(static_cast<size_t>(batch));
-    std::vector<int32_t> prompt(static_cast<size_t>(context));
-    std::iota(prompt.begin(), prompt.end(), 100);
-    for (auto& sequence : sequences) {
-      cache.reserve(sequence, context);
-      SequenceChunk chunk{&sequence, prompt, LogitsWanted::None};
-      model->transformer->forward({&chunk, 1}, cache, logits);
-    }
-    std::vector<int32_t> tokens(static_cast<size_t>(batch), 42);
-    auto step = [&] {
-      std::vector<SequenceChunk> chunks;
-      for (int i = 0; i < batch; ++i) {
-        cache.reserve(sequences[i], sequences[i].length + 1);
-        chunks.push_back({&sequences[i], std::span<const int32_t>(&tokens[i], 1), LogitsWanted::Last});
-      }
-      model->transformer->forward(chunks, cache, logits);
-    };
-    step();  // warm-up
-    Timer timer;
-    for (int s = 0; s < steps; ++s) step();
-    const double seconds = timer.seconds() / steps;
+    const double seconds = time_batched_decode_step(*model->transformer, cache, batch, context, steps);
     const double rate = batch / seconds;
     if (batch == 1) single = rate;
     std::printf("%5d | %11.1f | %15.1f | %8.2f\n", batch, seconds * 1e3, rate, single > 0 ? rate / single : 0.0);
     std::printf("RESULT batch=%d step_ms=%.3f aggregate_tps=%.3f\n", batch, seconds * 1e3, rate);
-    for (auto& sequence : sequences) cache.release(sequence);
   }
   return 0;
 } catch (const std::exception& error) {

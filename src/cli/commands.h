@@ -23,5 +23,6 @@ void add_distill_command(CLI::App& app);
 void add_pipeline_command(CLI::App& app);
 void add_classify_command(CLI::App& app);  // under eval: call after add_eval_command
 void add_serve_command(CLI::App& app);
+void add_bench_command(CLI::App& app);  // bench MODEL... and bench serve --url
 
 }  // namespace retort::cli

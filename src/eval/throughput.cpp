@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "engine/sampler.h"
+#include "eval/timed_forward.h"
 #include "util/error.h"
-#include "util/timer.h"
 
 namespace retort {
 
@@ -16,31 +16,18 @@ SpeedResult measure_speed(Transformer& model, std::span<const int32_t> prompt, i
           "prompt {} + decode {} tokens exceed the model's {} positions", prompt.size(), decode_tokens,
           model.config().max_positions);
   KvCache cache(model.config(), length);
+  warm_up(model, cache, prompt.first(1));
   std::vector<float> logits;
-  {
-    KvSequence warm_up;
-    cache.reserve(warm_up, 1);
-    SequenceChunk chunk{&warm_up, prompt.first(1), LogitsWanted::Last};
-    model.forward({&chunk, 1}, cache, logits);
-    cache.release(warm_up);
-  }
   KvSequence sequence;
-  cache.reserve(sequence, length);
   SpeedResult result;
   result.prompt_tokens = static_cast<int64_t>(prompt.size());
-  Timer timer;
-  SequenceChunk prefill{&sequence, prompt, LogitsWanted::Last};
-  model.forward({&prefill, 1}, cache, logits);
-  result.prefill_tokens_per_second = static_cast<double>(prompt.size()) / std::max(timer.seconds(), 1e-9);
-  timer.reset();
-  int32_t token = 0;
-  for (int64_t i = 0; i < decode_tokens; ++i) {
-    token = argmax(logits);
-    SequenceChunk step{&sequence, std::span<const int32_t>(&token, 1), LogitsWanted::Last};
-    model.forward({&step, 1}, cache, logits);
-  }
   result.decode_tokens = decode_tokens;
-  result.decode_tokens_per_second = decode_tokens > 0 ? static_cast<double>(decode_tokens) / std::max(timer.seconds(), 1e-9) : 0;
+  const double prefill_seconds = time_prefill(model, cache, sequence, prompt, logits);
+  result.prefill_tokens_per_second = static_cast<double>(prompt.size()) / std::max(prefill_seconds, 1e-9);
+  if (decode_tokens > 0) {
+    const double decode_seconds = time_greedy_decode(model, cache, sequence, argmax(logits), decode_tokens, logits);
+    result.decode_tokens_per_second = static_cast<double>(decode_tokens) / std::max(decode_seconds, 1e-9);
+  }
   return result;
 }
 
