@@ -14,6 +14,7 @@ namespace {
 
 struct RunOptions {
   ModelOptions model;
+  DraftOptions draft;
   GenerationOptions generation;
   std::string prompt;
   ChatDisplayOptions chat;
@@ -24,6 +25,9 @@ void run_prompt(const RunOptions& options) {
   require(!options.prompt.empty(), ErrorKind::InvalidInput, "the prompt is empty; pass text with -p");
   ModelSession session = open_model_session(options.model, true);
   const Tokenizer& tokenizer = session.require_tokenizer();
+  open_draft(session, options.draft, options.model, session.cache->capacity_tokens());
+  GenerationOptions generation = options.generation;
+  generation.drafter = session.drafter.get();
   std::vector<int32_t> tokens;
   bool opens_reasoning = false;
   if (options.raw) {
@@ -39,7 +43,7 @@ void run_prompt(const RunOptions& options) {
   StreamPrinter printer(options.chat.hide_think ? ReasoningDisplay::Hide : ReasoningDisplay::Dim, opens_reasoning);
   CachedSequence sequence;
   GenerationStats stats = generate(session.transformer(), *session.cache, sequence, tokenizer, tokens,
-                                   options.generation, [&](std::string_view text) { printer.print(text); });
+                                   generation, [&](std::string_view text) { printer.print(text); });
   printer.finish();
   std::printf("\n");
   std::fflush(stdout);  // the text before the stats line on stderr, also when stdout is a pipe
@@ -56,6 +60,7 @@ void add_run_command(CLI::App& app) {
   options->model.act_type = "bf16";  // llama.cpp does the same for bf16 files; --act-type f32 for exact
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
+  add_draft_options(*command, options->draft);
   add_chat_display_options(*command, options->chat);
   command->add_option("-p,--prompt", options->prompt, "The prompt")->required();
   command->add_flag("--raw", options->raw, "Continue the text as is, without the chat template");

@@ -54,6 +54,15 @@ void add_sampling_options(CLI::App& command, GenerationOptions& options) {
   command.add_option("--stop", options.stop_strings, "Stop when this text appears (repeatable)");
 }
 
+void add_draft_options(CLI::App& command, DraftOptions& options) {
+  command.add_option("--draft", options.model_path,
+                     "Draft model for speculative decoding (HF directory or GGUF sharing the model's tokenizer, "
+                     "e.g. a distilled student): it proposes tokens the model checks in one forward");
+  command.add_option("--draft-tokens", options.tokens, "Tokens the draft proposes per model forward")
+      ->check(CLI::Range(1, 32))
+      ->capture_default_str();
+}
+
 const Tokenizer& ModelSession::require_tokenizer() const {
   require(tokenizer != nullptr, ErrorKind::NotFound,
           "'{}' has no tokenizer.json; copy the checkpoint's tokenizer files into it", model->path);
@@ -83,6 +92,26 @@ ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer
                 options.model_path, session.load_seconds, session.backend->name(), thread_pool().size(), context,
                 session.cache->bytes() / 1048576.0, options.kv_type);
   return session;
+}
+
+void open_draft(ModelSession& session, const DraftOptions& draft, const ModelOptions& options, int64_t kv_tokens) {
+  if (draft.model_path.empty()) return;
+  session.draft_model = load_model(draft.model_path, *session.backend);
+  std::unique_ptr<Tokenizer> draft_tokenizer;
+  const auto tokenizer_path = std::filesystem::path(draft.model_path) / "tokenizer.json";
+  if (session.draft_model->gguf) {
+    draft_tokenizer = tokenizer_from_gguf(*session.draft_model->gguf);
+  } else {
+    require(std::filesystem::exists(tokenizer_path), ErrorKind::NotFound,
+            "the draft '{}' has no tokenizer.json; copy the checkpoint's tokenizer files into it", draft.model_path);
+    draft_tokenizer = Tokenizer::load(tokenizer_path.string());
+  }
+  check_draft_compatible(session.require_tokenizer(), *draft_tokenizer, session.model->config, session.draft_model->config);
+  const int64_t context = std::min(kv_tokens, session.draft_model->config.max_positions);
+  session.drafter = std::make_unique<Drafter>(*session.draft_model->transformer, session.model->config.vocab_size,
+                                              context, draft.tokens, kv_cache_type(options.kv_type));
+  spdlog::debug("draft {}: {} tokens per round, KV cache {:.1f} MiB", draft.model_path, draft.tokens,
+                session.drafter->cache().bytes() / 1048576.0);
 }
 
 }  // namespace retort::cli

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "engine/generation.h"
+#include "engine/speculative.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/model_loader.h"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +29,13 @@ struct ModelOptions {
 
 void add_model_options(CLI::App& command, ModelOptions& options);
 
+// Speculative decoding (run, chat, serve): a draft model sharing the target's tokenizer.
+struct DraftOptions {
+  std::string model_path;  // empty: no draft
+  int tokens = 4;          // proposed per target forward
+};
+void add_draft_options(CLI::App& command, DraftOptions& options);
+
 // How run and chat build the prompt and show the reply.
 struct ChatDisplayOptions {
   std::string system;         // system message
@@ -43,6 +51,8 @@ struct ModelSession {
   std::unique_ptr<LoadedModel> model;
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model directory has no tokenizer.json
   std::unique_ptr<KvCache> cache;
+  std::unique_ptr<LoadedModel> draft_model;  // with --draft
+  std::unique_ptr<Drafter> drafter;
   double load_seconds = 0;
 
   Transformer& transformer() { return *model->transformer; }
@@ -50,5 +60,8 @@ struct ModelSession {
 };
 
 ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer);
+// Loads the draft onto the session's backend, checks that it shares the target's tokenizer and
+// sets session.drafter (draft KV cache of `kv_tokens` positions); nothing without a draft path.
+void open_draft(ModelSession& session, const DraftOptions& draft, const ModelOptions& options, int64_t kv_tokens);
 
 }  // namespace retort::cli

@@ -16,11 +16,24 @@
 
 namespace retort {
 
+class Drafter;
+
 struct GenerationOptions {
   SamplingParams sampling;
   int max_tokens = 1024;
   std::vector<std::string> stop_strings;
   int64_t prefill_chunk = 512;  // tokens per forward call while prefilling
+  Drafter* drafter = nullptr;   // speculative decoding with this draft model (engine/speculative.h)
+};
+
+// Speculative decoding's counters, for the stats line and /metrics.
+struct SpeculationStats {
+  int64_t proposed = 0;         // draft tokens offered for verification
+  int64_t accepted = 0;         // of those, kept
+  int64_t target_forwards = 0;  // verification forwards (one per sequence and round)
+  int64_t emitted = 0;          // tokens those forwards produced (accepted + one drawn by the target)
+  double acceptance_rate() const { return proposed > 0 ? static_cast<double>(accepted) / proposed : 0.0; }
+  double tokens_per_forward() const { return target_forwards > 0 ? static_cast<double>(emitted) / target_forwards : 0.0; }
 };
 
 struct GenerationStats {
@@ -32,6 +45,7 @@ struct GenerationStats {
   StopReason reason = StopReason::None;
   bool cancelled = false;
   bool context_full = false;
+  SpeculationStats speculation;
 };
 
 // A sequence's cache and the tokens it holds, so a later prompt sharing a prefix (the next chat

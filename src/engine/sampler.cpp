@@ -136,20 +136,70 @@ Sampler::Sampler(SamplingParams params, int64_t vocab_size)
           "vocabulary size must be in [1, 2^31), got {}", vocab_size);
 }
 
-int32_t Sampler::sample(std::span<const float> logits, TokenHistory history) {
+// The logits with the penalties applied (a copy in adjusted_logits_ when there are any).
+std::span<const float> Sampler::penalized(std::span<const float> logits, TokenHistory history) {
   require(static_cast<int64_t>(logits.size()) == vocab_size_, ErrorKind::Internal,
           "sampler expected {} logits (the vocabulary), got {}", vocab_size_, logits.size());
-  std::span<const float> scores = logits;
-  if (any_penalty(params_) && !history.tokens.empty()) {
-    adjusted_logits_.assign(logits.begin(), logits.end());
-    apply_penalties(adjusted_logits_, history, params_);
-    scores = adjusted_logits_;
-  }
-  // A temperature so small that 1/T overflows is greedy in all but name.
-  if (params_.greedy() || !std::isfinite(1.0f / params_.temperature)) return argmax(scores);
+  if (!any_penalty(params_) || history.tokens.empty()) return logits;
+  adjusted_logits_.assign(logits.begin(), logits.end());
+  apply_penalties(adjusted_logits_, history, params_);
+  return adjusted_logits_;
+}
+
+// A temperature so small that 1/T overflows is greedy in all but name.
+bool Sampler::draws_greedily() const { return params_.greedy() || !std::isfinite(1.0f / params_.temperature); }
+
+int32_t Sampler::sample(std::span<const float> logits, TokenHistory history) {
+  const std::span<const float> scores = penalized(logits, history);
+  if (draws_greedily()) return argmax(scores);
   compute_weights(scores);
   collect_candidates();
   return draw();
+}
+
+void Sampler::distribution(std::span<const float> logits, TokenHistory history, TokenDistribution& out) {
+  const std::span<const float> scores = penalized(logits, history);
+  out.tokens.clear();
+  out.probabilities.clear();
+  if (draws_greedily()) {
+    out.tokens.push_back(argmax(scores));
+    out.probabilities.push_back(1.0);
+    return;
+  }
+  compute_weights(scores);
+  collect_candidates();
+  double total = 0.0;
+  for (const Candidate& candidate : candidates_) total += candidate.weight;
+  // Sorted by id, so probability() is a binary search; the draw walks the same order every time.
+  std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) { return a.token < b.token; });
+  for (const Candidate& candidate : candidates_) {
+    out.tokens.push_back(candidate.token);
+    out.probabilities.push_back(candidate.weight / total);
+  }
+}
+
+double TokenDistribution::probability(int32_t token) const {
+  const auto it = std::lower_bound(tokens.begin(), tokens.end(), token);
+  return it != tokens.end() && *it == token ? probabilities[static_cast<size_t>(it - tokens.begin())] : 0.0;
+}
+
+int32_t Sampler::draw(const TokenDistribution& d, const TokenDistribution* minus) {
+  require(!d.tokens.empty(), ErrorKind::Internal, "drawing from an empty distribution");
+  const auto mass = [&](size_t i) {
+    return minus == nullptr ? d.probabilities[i] : std::max(0.0, d.probabilities[i] - minus->probability(d.tokens[i]));
+  };
+  double total = 0.0;
+  for (size_t i = 0; i < d.tokens.size(); ++i) total += mass(i);
+  if (!(total > 0.0)) return draw(d);  // d ≤ minus everywhere: d equals it, so draw from d itself
+  const double target = uniform_01() * total;
+  double cumulative = 0.0;
+  for (size_t i = 0; i < d.tokens.size(); ++i) {
+    cumulative += mass(i);
+    if (target < cumulative && mass(i) > 0.0) return d.tokens[i];
+  }
+  for (size_t i = d.tokens.size(); i-- > 0;)  // target landed in the rounding gap at the top
+    if (mass(i) > 0.0) return d.tokens[i];
+  return d.tokens.back();
 }
 
 Sampler::Sample Sampler::sample_with_logprob(std::span<const float> logits, TokenHistory history) {

@@ -64,6 +64,15 @@ float token_logprob(std::span<const float> logits, int32_t token);
 // The n most likely tokens with their log-softmax values, most likely first (ties: lowest id).
 std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int n);
 
+// A sampling step's distribution: the tokens the sampler could draw and their probabilities
+// (summing to 1), in the sampler's own deterministic order. Greedy: the argmax alone, with 1.
+struct TokenDistribution {
+  std::vector<int32_t> tokens;
+  std::vector<double> probabilities;
+  // The probability of `token` (0 when it cannot be drawn).
+  double probability(int32_t token) const;
+};
+
 class Sampler {
  public:
   struct Sample {
@@ -77,6 +86,15 @@ class Sampler {
   int32_t sample(std::span<const float> logits, TokenHistory history);
   Sample sample_with_logprob(std::span<const float> logits, TokenHistory history);
 
+  // What sample() draws from, after penalties, temperature and truncation: speculative decoding
+  // compares the draft's and the target's distributions through this.
+  void distribution(std::span<const float> logits, TokenHistory history, TokenDistribution& out);
+  // A token drawn from `d` (or from max(0, d − minus), renormalised, when `minus` is given and
+  // leaves any mass: the rejection sampling rule's residual), with this sampler's generator.
+  int32_t draw(const TokenDistribution& d, const TokenDistribution* minus = nullptr);
+  // A uniform number in [0, 1) from this sampler's generator.
+  double uniform() { return uniform_01(); }
+
   const SamplingParams& params() const { return params_; }
 
  private:
@@ -88,6 +106,8 @@ class Sampler {
   // The total order used wherever order matters: heavier first, then lower id.
   static bool more_likely(const Candidate& a, const Candidate& b);
 
+  std::span<const float> penalized(std::span<const float> logits, TokenHistory history);
+  bool draws_greedily() const;
   void compute_weights(std::span<const float> logits);
   void collect_candidates();
   size_t find_boundary_bucket(float threshold, double& total);
