@@ -22,6 +22,7 @@ void on_interrupt(int) { g_interrupted.store(true); }
 
 struct ChatOptions {
   ModelOptions model;
+  DraftOptions draft;
   GenerationOptions generation;
   ChatDisplayOptions chat;
 };
@@ -132,8 +133,10 @@ class ChatLoop {
   CachedSequence sequence_;
 };
 
-void run_chat(const ChatOptions& options) {
+void run_chat(ChatOptions options) {
   ModelSession session = open_model_session(options.model, true);
+  open_draft(session, options.draft, options.model, session.cache->capacity_tokens());
+  options.generation.drafter = session.drafter.get();
   struct sigaction action {};
   action.sa_handler = on_interrupt;
   sigemptyset(&action.sa_mask);
@@ -151,6 +154,7 @@ void add_chat_command(CLI::App& app) {
   options->model.act_type = "bf16";  // llama.cpp does the same for bf16 files; --act-type f32 for exact
   add_model_options(*command, options->model);
   add_sampling_options(*command, options->generation);
+  add_draft_options(*command, options->draft);
   add_chat_display_options(*command, options->chat);
   command->callback([options] { run_chat(*options); });
 }

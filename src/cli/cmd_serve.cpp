@@ -29,6 +29,7 @@ struct ServeOptions {
   ModelOptions model;
   server::ServerOptions server;
   SchedulerOptions scheduler;
+  DraftOptions draft;
   int64_t kv_tokens = 0;  // 0: max(16384, ctx)
   std::vector<std::string> api_key_files;
   std::string template_name;
@@ -86,6 +87,9 @@ ServingEngine load_engine(ServeOptions& options) {
   session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens, KvCache::kDefaultBlockSize,
                                             kv_cache_type(options.model.kv_type));
   options.scheduler.context = std::min(context, session.model->config.max_positions);
+  // The draft's cache holds every running sequence's tokens too, at the draft's (smaller) width.
+  open_draft(session, options.draft, options.model, kv_tokens);
+  options.scheduler.drafter = session.drafter.get();
   engine.scheduler = std::make_unique<Scheduler>(session.transformer(), *session.cache, session.require_tokenizer(),
                                                  options.scheduler);
   // A model without a chat template still serves /v1/completions; chat requests then get a 400.
@@ -194,6 +198,7 @@ void add_serve_command(CLI::App& app) {
   o.scheduler.prefix_cache = true;
   command->add_flag("--prefix-cache,!--no-prefix-cache", o.scheduler.prefix_cache,
                     "Reuse the KV cache of earlier requests' shared prompt prefixes (default on)");
+  add_draft_options(*command, o.draft);
   command->add_option("--kv-tokens", o.kv_tokens, "KV cache positions shared by all sequences (default max(16384, ctx))");
   command->add_option("--max-tokens-cap", o.server.limits.max_tokens_cap, "Largest max_tokens a request may ask for")
       ->capture_default_str();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/generation.h"
+#include "engine/scheduler_sequence.h"
 #include "engine/token_constraint.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -57,35 +58,6 @@ void RequestStream::push(GenerationEvent event) {
 }
 
 // ---- Sequence: everything the engine keeps per request ----
-
-struct Scheduler::Sequence {
-  Sequence(GenerationRequest r, const Tokenizer& tokenizer, const std::vector<int32_t>& eos_ids, int64_t vocab)
-      : request(std::move(r)),
-        stream(std::make_shared<RequestStream>()),
-        tokens(request.prompt),
-        prompt_size(static_cast<int64_t>(request.prompt.size())),
-        sampler(request.sampling, vocab),
-        stop(eos_ids, request.stop_strings, request.max_tokens),
-        decoder(tokenizer),
-        splitter(request.starts_in_reasoning) {}
-
-  int64_t pending() const { return static_cast<int64_t>(tokens.size()) - kv.length; }
-  int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_size; }
-
-  GenerationRequest request;
-  std::shared_ptr<RequestStream> stream;
-  std::vector<int32_t> tokens;  // the prompt, then every sampled token (the last one not yet evaluated)
-  int64_t prompt_size;
-  KvSequence kv;
-  Sampler sampler;
-  StopChecker stop;
-  StreamingDecoder decoder;
-  ReasoningSplitter splitter;
-  std::optional<TokenConstraint> constraint;  // with request.grammar, from the first sampled token
-  std::vector<float> masked_logits;
-  uint64_t admit_order = 0;
-  bool done = false;
-};
 
 // ---- Scheduler ----
 
@@ -174,17 +146,26 @@ void Scheduler::engine_loop() {
       publish_stats();
       continue;
     }
+    if (options_.drafter != nullptr) propose_drafts();
     if (build_batch(batch, owners)) {
       try {
         const int64_t rows = model_.forward(batch, cache_, logits_);
         // Before sampling, which may end a sequence and release its blocks: its full ones are cached.
-        for (Sequence* s : owners) cache_.index_full_blocks(s->kv, s->tokens);
+        // (A verified chunk is indexed once its rejected proposals are gone.)
+        for (size_t i = 0; i < batch.size(); ++i)
+          if (batch[i].logits != LogitsWanted::All) cache_.index_full_blocks(owners[i]->kv, owners[i]->tokens);
         const int64_t vocab = model_.config().vocab_size;
         int64_t row = 0;
         for (size_t i = 0; i < batch.size(); ++i) {
           if (batch[i].logits == LogitsWanted::None) continue;
-          sample_and_emit(*owners[i], std::span<const float>(logits_).subspan(row * vocab, vocab));
-          ++row;
+          const auto chunk_rows = static_cast<int64_t>(batch[i].logits == LogitsWanted::All ? batch[i].tokens.size() : 1);
+          const auto rows_of_chunk = std::span<const float>(logits_).subspan(row * vocab, chunk_rows * vocab);
+          if (batch[i].logits == LogitsWanted::All) {
+            verify_and_emit(*owners[i], rows_of_chunk);
+          } else {
+            sample_and_emit(*owners[i], rows_of_chunk);
+          }
+          row += chunk_rows;
         }
         if (row != rows) fail(ErrorKind::Internal, "forward returned {} logit rows, expected {}", rows, row);
         std::lock_guard lock(stats_mutex_);
@@ -276,7 +257,7 @@ void Scheduler::admit_waiting() {
 // admitted sequences give their blocks back and go to the front of the queue, to be recomputed
 // from their tokens later (nothing they produced is lost).
 void Scheduler::preempt(Sequence& victim) {
-  cache_.release(victim.kv);
+  release_kv(victim);
   {
     std::lock_guard lock(stats_mutex_);
     ++stats_.preemptions_total;
@@ -291,7 +272,7 @@ bool Scheduler::build_batch(std::vector<SequenceChunk>& batch, std::vector<Seque
   while (true) {
     int64_t needed = 0;
     for (auto& s : running_) {
-      if (s->pending() == 1) needed += cache_.blocks_needed(s->kv, s->kv.length + 1);
+      if (s->pending() == 1) needed += cache_.blocks_needed(s->kv, s->kv.length + decode_positions(*s));
     }
     if (needed <= cache_.free_blocks() || running_.size() <= 1) break;
     auto youngest = std::max_element(running_.begin(), running_.end(),
@@ -305,14 +286,14 @@ bool Scheduler::build_batch(std::vector<SequenceChunk>& batch, std::vector<Seque
   int64_t budget = options_.max_batch_tokens;
   for (auto& s : running_) {
     if (s->pending() != 1 || budget <= 0) continue;
+    if (!cache_.reserve(s->kv, s->kv.length + decode_positions(*s))) s->proposal.tokens.clear();  // decode alone
     if (!cache_.reserve(s->kv, s->kv.length + 1)) {
       finish(*s, FinishReason::Error, "the KV cache is full; raise --kv-tokens");
       continue;
     }
-    batch.push_back({&s->kv, std::span<const int32_t>(s->tokens).subspan(static_cast<size_t>(s->kv.length), 1),
-                     LogitsWanted::Last});
+    batch.push_back(decode_chunk(*s));
     owners.push_back(s.get());
-    --budget;
+    budget -= static_cast<int64_t>(batch.back().tokens.size());
   }
   for (auto& s : running_) {
     const int64_t pending = s->pending();
@@ -341,10 +322,13 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
     }
     logits = s.masked_logits;
   }
-  const Sampler::Sample sample =
-      s.sampler.sample_with_logprob(logits, TokenHistory(s.tokens, static_cast<size_t>(s.prompt_size)));
-  if (s.constraint) s.constraint->accept(sample.token);
-  s.tokens.push_back(sample.token);
+  emit(s, s.sampler.sample(logits, TokenHistory(s.tokens, static_cast<size_t>(s.prompt_size))), logits);
+}
+
+// Appends `token` (drawn from `logits`, which also give its logprob) and streams what it completes.
+void Scheduler::emit(Sequence& s, int32_t token, std::span<const float> logits) {
+  if (s.constraint) s.constraint->accept(token);
+  s.tokens.push_back(token);
   {
     std::lock_guard lock(stats_mutex_);
     ++stats_.generated_tokens_total;
@@ -352,7 +336,7 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
 
   GenerationEvent event;
   if (s.request.top_logprobs >= 0) {
-    TokenLogprob entry{tokenizer_.token_bytes(sample.token), sample.logprob, {}};
+    TokenLogprob entry{tokenizer_.token_bytes(token), token_logprob(logits, token), {}};
     if (s.request.top_logprobs > 0) {
       for (auto [id, logprob] : top_logprobs(logits, s.request.top_logprobs)) {
         entry.top.emplace_back(tokenizer_.token_bytes(id), logprob);
@@ -360,7 +344,7 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
     }
     event.logprobs.push_back(std::move(entry));
   }
-  StopResult result = s.stop.push(sample.token, s.decoder.push(sample.token));
+  StopResult result = s.stop.push(token, s.decoder.push(token));
   std::string text = std::move(result.text);
   FinishReason reason = FinishReason::Stop;
   bool ending = result.stop;
@@ -395,7 +379,7 @@ void Scheduler::sample_and_emit(Sequence& s, std::span<const float> logits) {
   event.reason = reason;
   event.prompt_tokens = s.prompt_size;
   event.generated_tokens = s.generated();
-  cache_.release(s.kv);
+  release_kv(s);
   s.done = true;
   --in_flight_;
   s.stream->push(std::move(event));
@@ -419,7 +403,7 @@ void Scheduler::finish(Sequence& s, FinishReason reason, std::string error) {
       event.content = std::move(rest);
     }
   }
-  cache_.release(s.kv);
+  release_kv(s);
   s.done = true;
   --in_flight_;
   s.stream->push(std::move(event));

@@ -23,6 +23,7 @@
 #include "engine/output_grammar.h"
 #include "engine/reasoning.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "engine/stop_conditions.h"
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"
@@ -105,6 +106,7 @@ struct SchedulerOptions {
   int max_queued = 64;           // requests waiting for admission before submit refuses
   int64_t max_batch_tokens = 512;  // tokens in one forward (decode tokens first, then prefill chunks)
   bool prefix_cache = false;       // reuse the KV blocks of earlier requests' shared prompt prefixes
+  Drafter* drafter = nullptr;      // speculative decoding: every decoding sequence drafts, one verify forward
 };
 
 enum class SubmitStatus { Accepted, QueueFull, ShuttingDown };
@@ -127,6 +129,7 @@ struct SchedulerStats {
   int64_t kv_blocks_cached = 0;              // prefix cache: blocks kept for later prompts, held by none
   int64_t prefix_cache_query_tokens_total = 0;  // prompt tokens of admitted requests (prefix cache on)
   int64_t prefix_cache_hit_tokens_total = 0;    // of those, found in the cache (prefill skipped)
+  SpeculationStats speculation;                 // with a draft model
 };
 
 class Scheduler {
@@ -161,6 +164,13 @@ class Scheduler {
   bool grow_or_preempt(Sequence& sequence, int64_t new_length);
   void preempt(Sequence& victim);
   void sample_and_emit(Sequence& sequence, std::span<const float> logits);
+  void emit(Sequence& sequence, int32_t token, std::span<const float> logits);
+  // Speculative decoding (scheduler_speculation.cpp).
+  void propose_drafts();
+  int64_t decode_positions(const Sequence& sequence) const;
+  SequenceChunk decode_chunk(Sequence& sequence);
+  void verify_and_emit(Sequence& sequence, std::span<const float> rows);
+  void release_kv(Sequence& sequence);
   void finish(Sequence& sequence, FinishReason reason, std::string error = {});
   void fail_batch(const std::vector<Sequence*>& owners, const std::string& message);
   void publish_stats();

@@ -127,6 +127,16 @@ std::string ServerMetrics::render(const SchedulerStats& engine, bool ready) cons
                static_cast<double>(engine.prefix_cache_query_tokens_total), "counter");
   out += gauge("retort_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache (prefill skipped)",
                static_cast<double>(engine.prefix_cache_hit_tokens_total), "counter");
+  const SpeculationStats& draft = engine.speculation;
+  out += gauge("retort_speculative_proposed_tokens_total", "Draft tokens offered for verification (--draft)",
+               static_cast<double>(draft.proposed), "counter");
+  out += gauge("retort_speculative_accepted_tokens_total", "Draft tokens the target kept",
+               static_cast<double>(draft.accepted), "counter");
+  out += gauge("retort_speculative_verify_forwards_total", "Per-sequence verifications (one target forward row block each)",
+               static_cast<double>(draft.target_forwards), "counter");
+  out += gauge("retort_speculative_acceptance_ratio", "Accepted / proposed draft tokens since start", draft.acceptance_rate());
+  out += gauge("retort_speculative_tokens_per_forward", "Tokens each verification produced, on average",
+               draft.tokens_per_forward());
   out += render_energy(engine);
   out += time_to_first_token_.render("retort_time_to_first_token_seconds", "Time from request to first token");
   out += inter_token_.render("retort_inter_token_latency_seconds", "Time between streamed tokens");
