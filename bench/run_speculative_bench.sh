@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Speculative decoding: decode speed with each draft at each K, against the target alone, measured
+# in the same script (`retort run --raw`, the same prompts, greedy and sampled).
+#
+#   bench/run_speculative_bench.sh TARGET DRAFT [DRAFT ...]
+#   env: KS="1 2 4 6 8" TEMPS="0 0.6" TOKENS=128 THREADS=2 BUILD=build/release
+#        PROMPTS_FILE=FILE (one prompt per line; default: three built-in lines)
+# Prints a Markdown table: draft, temperature, K, acceptance, tokens per target forward, decode
+# tok/s and the speed-up over the target alone (generated tokens ÷ decode seconds, all prompts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET=${1:?usage: bench/run_speculative_bench.sh TARGET DRAFT [DRAFT ...]}
+shift
+[ $# -ge 1 ] || { echo "give at least one DRAFT" >&2; exit 2; }
+BUILD=${BUILD:-build/release}
+KS=${KS:-1 2 4 6 8}
+TEMPS=${TEMPS:-0 0.6}
+TOKENS=${TOKENS:-128}
+THREADS=${THREADS:-2}
+if [ -n "${PROMPTS_FILE:-}" ]; then mapfile -t PROMPTS <"$PROMPTS_FILE"; else
+  PROMPTS=("First Citizen:" "ROMEO: But soft, what light" "KING HENRY: Once more unto the breach")
+fi
+
+# Runs every prompt; prints "generated decode_seconds proposed accepted target_forwards" summed over them.
+measure() {  # temperature [draft k]
+  local temp=$1 draft=${2:-} k=${3:-} prompt line
+  local args=(run "$TARGET" --raw -n "$TOKENS" -t "$THREADS" --temperature "$temp" --seed 1)
+  [ -n "$draft" ] && args+=(--draft "$draft" --draft-tokens "$k")
+  for prompt in "${PROMPTS[@]}"; do
+    line=$("$BUILD/retort" "${args[@]}" -p "$prompt" 2>&1 >/dev/null | grep "generation:" | tail -1)
+    echo "$line"
+  done | awk '{
+      for (i = 1; i <= NF; ++i) {
+        if ($i == "generation:") { n = $(i + 1); rate = $(i + 3) }
+        if ($i == "of" && $(i + 2) == "proposed") { proposed += $(i + 1); accepted += $(i - 2) * $(i + 1) / 100 }
+        if ($i == "tokens" && $(i + 1) == "per" && $(i + 3) == "forward") forwards += n / $(i - 1)
+      }
+      gen += n; secs += n / rate
+    } END { printf "%d %.4f %d %.1f %.2f\n", gen, secs, proposed, accepted, forwards }'
+}
+
+echo "| draft | temperature | K | acceptance | tokens / target forward | decode tok/s | speed-up |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for temp in $TEMPS; do
+  read -r gen secs _ _ _ <<<"$(measure "$temp")"
+  base=$(awk -v g="$gen" -v s="$secs" 'BEGIN { printf "%.2f", g / s }')
+  echo "| (target alone) | $temp | — | — | 1.00 | $base | 1.00× |"
+  for draft in "$@"; do
+    for k in $KS; do
+      read -r gen secs proposed accepted forwards <<<"$(measure "$temp" "$draft" "$k")"
+      awk -v g="$gen" -v s="$secs" -v p="$proposed" -v a="$accepted" -v f="$forwards" -v b="$base" \
+        -v d="$(basename "$draft")" -v t="$temp" -v k="$k" \
+        'BEGIN { printf "| %s | %s | %d | %.0f %% | %.2f | %.2f | %.2f× |\n", d, t, k, (p > 0 ? 100 * a / p : 0),
+                 (f > 0 ? g / f : 0), g / s, (g / s) / b }'
+    done
+  done
+done
