@@ -90,6 +90,16 @@ TEST_F(Pipeline, RunsEveryStageAndARerunSkipsThem) {
   EXPECT_GT(rows[1]["kl_to_teacher"].get<double>(), 0.0);
   EXPECT_LT(rows[3]["file_bytes"].get<double>(), rows[1]["file_bytes"].get<double>());  // q8_0 is smaller than f32
   EXPECT_EQ(rows[1]["classify"]["examples"].get<int64_t>(), 4);
+  // Every student drafting for the teacher: an acceptance rate and a measured speed-up.
+  EXPECT_FALSE(rows[0].contains("draft_for_teacher"));
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const auto& draft = rows[i]["draft_for_teacher"];
+    EXPECT_GE(draft["acceptance_rate"].get<double>(), 0.0);
+    EXPECT_LE(draft["acceptance_rate"].get<double>(), 1.0);
+    EXPECT_GE(draft["tokens_per_forward"].get<double>(), 1.0);
+    EXPECT_GT(draft["teacher_alone_decode_tokens_per_second"].get<double>(), 0.0);
+  }
+  EXPECT_NE(first.report_markdown.find("drafting for the teacher"), std::string::npos) << first.report_markdown;
 
   const auto student_time = fs::last_write_time(s["stages"]["student"]["model"].get<std::string>());
   const PipelineResult second = run_pipeline(config, {});

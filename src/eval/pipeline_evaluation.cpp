@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "eval/classify.h"
+#include "eval/draft_speedup.h"
 #include "eval/precision.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/kv_cache.h"
@@ -59,6 +60,39 @@ json classify_model(const std::string& path, const Tokenizer& tokenizer, const s
           {"p99_ms", r.p99_ms}, {"queries_per_second", r.queries_per_second}};
 }
 
+// Prompts for the draft measurement: `count` windows of `length` tokens spread over the held-out text.
+std::vector<std::vector<int32_t>> draft_prompts(const std::vector<int32_t>& tokens, int64_t length, int count) {
+  std::vector<std::vector<int32_t>> prompts;
+  if (static_cast<int64_t>(tokens.size()) < length || length < 1) return prompts;
+  const int64_t span = static_cast<int64_t>(tokens.size()) - length;
+  for (int i = 0; i < count; ++i) {
+    const auto begin = tokens.begin() + span * i / count;
+    prompts.emplace_back(begin, begin + length);
+  }
+  return prompts;
+}
+
+// Each model after the teacher drafting for it: acceptance and the teacher's decode speed-up.
+void add_draft_measurements(json& rows, const std::vector<int32_t>& tokens, const PipelineConfig& c,
+                            const Tokenizer& tokenizer, Backend& backend) {
+  constexpr int kDraftTokens = 4;
+  const auto prompts = draft_prompts(tokens, c.prompt_tokens, 4);
+  if (prompts.empty() || c.decode_tokens < 1) return;
+  auto teacher = load_model(rows[0]["path"], backend);
+  for (size_t i = 1; i < rows.size(); ++i) {
+    auto draft = load_model(rows[i]["path"], backend);
+    const DraftSpeedup d = measure_draft_speedup(*teacher->transformer, *draft->transformer, tokenizer, prompts,
+                                                 static_cast<int>(c.decode_tokens), kDraftTokens);
+    rows[i]["draft_for_teacher"] = {{"draft_tokens", d.draft_tokens}, {"acceptance_rate", d.acceptance_rate},
+                                    {"tokens_per_forward", d.tokens_per_forward},
+                                    {"teacher_decode_tokens_per_second", d.decode_tokens_per_second},
+                                    {"teacher_alone_decode_tokens_per_second", d.alone_decode_tokens_per_second},
+                                    {"speedup", d.speedup()}};
+    spdlog::info("evaluate: {} drafting for the teacher: {:.0f} % accepted, {:.2f} tokens per forward, {:.2f}x",
+                 rows[i]["label"].get<std::string>(), 100.0 * d.acceptance_rate, d.tokens_per_forward, d.speedup());
+  }
+}
+
 }  // namespace
 
 json evaluate_pipeline_models(const PipelineConfig& c, const json& state) {
@@ -93,6 +127,7 @@ json evaluate_pipeline_models(const PipelineConfig& c, const json& state) {
     spdlog::info("evaluate: {}: perplexity {:.2f}, KL to teacher {:.4f}, decode {:.1f} tok/s", row.label,
                  row.perplexity, row.mean_kl, row.speed.decode_tokens_per_second);
   }
+  add_draft_measurements(rows, tokens, c, *tokenizer, backend);
   if (c.classify) {
     const std::vector<LabelledText> examples = classify_rows(*c.classify);
     const std::vector<std::string> labels = classify_labels(*c.classify);

@@ -51,6 +51,24 @@ const json* find_row(const json& rows, const std::string& label) {
   return nullptr;
 }
 
+// Each student as the teacher's draft model (speculative decoding, greedy).
+std::string drafts_table(const json& rows) {
+  std::string text;
+  for (const json& row : rows) {
+    if (!row.contains("draft_for_teacher")) continue;
+    const json& d = row["draft_for_teacher"];
+    if (text.empty())
+      text = fmt::format("Each student drafting for the teacher (`--draft`, {} tokens per target forward, greedy):\n\n"
+                         "| draft | acceptance | tokens / target forward | teacher decode tok/s | alone | speed-up |\n"
+                         "|---|---:|---:|---:|---:|---:|\n", d["draft_tokens"].get<int>());
+    text += fmt::format("| {} | {:.1f} % | {:.2f} | {:.1f} | {:.1f} | {:.2f}× |\n", row["label"].get<std::string>(),
+                        100.0 * d["acceptance_rate"].get<double>(), d["tokens_per_forward"].get<double>(),
+                        d["teacher_decode_tokens_per_second"].get<double>(),
+                        d["teacher_alone_decode_tokens_per_second"].get<double>(), d["speedup"].get<double>());
+  }
+  return text;
+}
+
 // Did the teacher help? The distilled student against the same student on hard labels alone.
 std::string verdict(const json& rows) {
   const json* distilled = find_row(rows, "student (distilled)");
@@ -142,6 +160,8 @@ std::string pipeline_markdown(const PipelineConfig& c, const json& state) {
                       evaluation["prompt_tokens"].get<int64_t>(), evaluation["decode_tokens"].get<int64_t>(),
                       evaluation["backend"].get<std::string>());
   text += models_table(evaluation) + "\n" + verdict(evaluation["rows"]);
+  const std::string drafts = drafts_table(evaluation["rows"]);
+  if (!drafts.empty()) text += "\n" + drafts;
   text += "\nStage times: " + stage_times(state) + ".\n";
   text += fmt::format("\nServe the result:\n\n```\nretort serve {} --port {}\n```\n", serve_model(state), c.serve_port);
   return text;
@@ -158,7 +178,13 @@ json write_pipeline_report(const PipelineConfig& c, const json& state) {
   html += "<h1>retort pipeline: teacher → distilled student → quantized students</h1>\n";
   html += "<p>" + train::html_escape(fmt::format("Config {}; outputs in {}.", c.source, c.dir)) + "</p>\n";
   html += markdown_to_html_table(models_table(evaluation));
-  html += "<p>" + train::html_escape(verdict(evaluation["rows"])) + "</p>\n" + curves_svg(state) + "\n";
+  html += "<p>" + train::html_escape(verdict(evaluation["rows"])) + "</p>\n";
+  const std::string drafts = drafts_table(evaluation["rows"]);
+  if (!drafts.empty()) {
+    const size_t table = drafts.find('|');  // the sentence before the table, then the table
+    html += "<p>" + train::html_escape(drafts.substr(0, table)) + "</p>\n" + markdown_to_html_table(drafts.substr(table));
+  }
+  html += curves_svg(state) + "\n";
   html += "<p>" + train::html_escape("Stage times: " + stage_times(state)) + "</p>\n";
   html += "<pre>" + train::html_escape(fmt::format("retort serve {} --port {}", serve_model(state), c.serve_port)) +
           "</pre>\n</body></html>\n";
