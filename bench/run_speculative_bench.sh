@@ -49,7 +49,7 @@ for temp in $TEMPS; do
     for k in $KS; do
       read -r gen secs proposed accepted forwards <<<"$(measure "$temp" "$draft" "$k")"
       awk -v g="$gen" -v s="$secs" -v p="$proposed" -v a="$accepted" -v f="$forwards" -v b="$base" \
-        -v d="$(basename "$draft")" -v t="$temp" -v k="$k" \
+        -v d="$(basename "$(dirname "$draft")")/$(basename "$draft")" -v t="$temp" -v k="$k" \
         'BEGIN { printf "| %s | %s | %d | %.0f %% | %.2f | %.2f | %.2f× |\n", d, t, k, (p > 0 ? 100 * a / p : 0),
                  (f > 0 ? g / f : 0), g / s, (g / s) / b }'
     done
