@@ -111,6 +111,17 @@ TEST_F(OutputPathTest, CliWritersRefuseDevicesInputsAndNonEmptyDirectories) {
   EXPECT_EQ(init.status, 1) << init.output;
   EXPECT_NE(init.output.find("is not empty"), std::string::npos) << init.output;
 
+  // A model no disk holds (about 400 PB as bf16) is refused with the numbers before anything is made.
+  const std::string huge = write("huge.json", R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+    "hidden_size": 16384, "intermediate_size": 1048576, "num_hidden_layers": 4096, "num_attention_heads": 128,
+    "num_key_value_heads": 8, "vocab_size": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+    "max_position_embeddings": 128, "tie_word_embeddings": true, "hidden_act": "silu",
+    "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2})");
+  init = test::run_command(bin + " init --config " + quoted(huge) + " --out " + quoted((dir_ / "huge").string()) + " 2>&1");
+  EXPECT_EQ(init.status, 1) << init.output;
+  EXPECT_NE(init.output.find("GB free"), std::string::npos) << init.output;
+  EXPECT_FALSE(fs::exists(dir_ / "huge"));
+
   const std::string model = (dir_ / "model").string();
   init = test::run_command(bin + " init --config " + quoted(config) + " --out " + quoted(model) + " 2>&1");
   ASSERT_EQ(init.status, 0) << init.output;

@@ -371,10 +371,10 @@ void check_tensors_to_write(const std::vector<TensorToWrite>& tensors, const std
               "cannot write '{}': tensor '{}' has negative dimension {}", path, tensor.name, dimension);
     }
     auto bytes = byte_size_of(tensor.shape, tensor.dtype);
-    require(bytes.has_value() && *bytes == tensor.bytes.size(), ErrorKind::InvalidInput,
+    require(bytes.has_value() && *bytes == tensor.size(), ErrorKind::InvalidInput,
             "cannot write '{}': tensor '{}' of dtype {} and shape [{}] needs {} bytes but {} were given",
             path, tensor.name, dtype_safetensors_name(tensor.dtype), fmt::join(tensor.shape, ", "),
-            bytes ? fmt::to_string(*bytes) : std::string("more than 2^64"), tensor.bytes.size());
+            bytes ? fmt::to_string(*bytes) : std::string("more than 2^64"), tensor.size());
   }
 }
 
@@ -386,7 +386,7 @@ std::string make_header(const std::vector<TensorToWrite>& tensors,
   if (!metadata.empty()) header[kMetadataKey] = metadata;
   uint64_t offset = 0;
   for (const TensorToWrite& tensor : tensors) {
-    const uint64_t end = offset + tensor.bytes.size();
+    const uint64_t end = offset + tensor.size();
     header[tensor.name] = {{"dtype", dtype_safetensors_name(tensor.dtype)},
                            {"shape", tensor.shape},
                            {"data_offsets", {offset, end}}};
@@ -399,7 +399,7 @@ std::string make_header(const std::vector<TensorToWrite>& tensors,
 
 uint64_t total_size(const std::vector<TensorToWrite>& tensors) {
   uint64_t total = 0;
-  for (const TensorToWrite& tensor : tensors) total += tensor.bytes.size();
+  for (const TensorToWrite& tensor : tensors) total += tensor.size();
   return total;
 }
 
@@ -410,12 +410,12 @@ std::vector<std::vector<TensorToWrite>> split_into_shards(const std::vector<Tens
   std::vector<std::vector<TensorToWrite>> shards(1);
   uint64_t shard_bytes = 0;
   for (const TensorToWrite& tensor : tensors) {
-    if (!shards.back().empty() && shard_bytes + tensor.bytes.size() > max_shard_bytes) {
+    if (!shards.back().empty() && shard_bytes + tensor.size() > max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
     shards.back().push_back(tensor);
-    shard_bytes += tensor.bytes.size();
+    shard_bytes += tensor.size();
   }
   return shards;
 }
@@ -440,7 +440,16 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   AtomicFile file(path);
   file.write(length_field, sizeof length_field);
   file.write(header);
-  for (const TensorToWrite& tensor : tensors) file.write(tensor.bytes.data(), tensor.bytes.size());
+  std::vector<uint8_t> generated;
+  for (const TensorToWrite& tensor : tensors) {
+    if (!tensor.generate) {
+      file.write(tensor.bytes.data(), tensor.bytes.size());
+      continue;
+    }
+    generated.resize(tensor.generated_bytes);
+    tensor.generate(generated);
+    file.write(generated.data(), generated.size());
+  }
   file.commit();
 }
 

@@ -3,6 +3,7 @@
 // shape and [begin, end) byte span, then the data. Read by mmap with zero-copy views; a checkpoint
 // may be sharded through model.safetensors.index.json. Written atomically.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -68,6 +69,11 @@ struct TensorToWrite {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   std::span<const uint8_t> bytes;
+  // Instead of `bytes`: a tensor made as it is written, `generated_bytes` long, so a writer holds
+  // one such tensor in memory at a time (`retort init` of a 70B config).
+  std::function<void(std::span<uint8_t>)> generate;
+  uint64_t generated_bytes = 0;
+  uint64_t size() const { return generate ? generated_bytes : bytes.size(); }
 };
 
 // Writes one file atomically (temp + fsync + rename).

@@ -64,20 +64,32 @@ bool is_bias(TensorRole role) { return role == TensorRole::Bq || role == TensorR
 
 void write_random_checkpoint(const ModelConfig& config, const std::string& dir, const RandomInitOptions& options) {
   validate_model_config(config, "the model config");
-  std::filesystem::create_directories(dir);
   const std::vector<ExpectedTensor> expected = expected_tensors(config);
-  std::vector<std::vector<uint8_t>> buffers(expected.size());
   std::vector<TensorToWrite> tensors;
+  uint64_t total_bytes = 0;
   for (size_t i = 0; i < expected.size(); ++i) {
     int64_t count = 1;
     for (int64_t d : expected[i].shape) count *= d;
-    buffers[i].resize(static_cast<size_t>(count) * dtype_size(options.dtype));
-    uint8_t* data = buffers[i].data();
-    if (is_norm(expected[i].role)) fill_constant(data, count, options.dtype, 1.0f);
-    else if (is_bias(expected[i].role)) fill_constant(data, count, options.dtype, 0.0f);
-    else fill_normal(data, count, options.dtype, options.stddev, mix(options.seed * 1000003ull + i));
-    tensors.push_back({expected[i].name, options.dtype, expected[i].shape, {data, buffers[i].size()}});
+    const TensorRole role = expected[i].role;
+    const uint64_t stream = mix(options.seed * 1000003ull + i);
+    // Made while the file is written, one tensor at a time: a 70B config needs ~140 GB as bf16.
+    auto generate = [count, role, stream, &options](std::span<uint8_t> out) {
+      if (is_norm(role)) fill_constant(out.data(), count, options.dtype, 1.0f);
+      else if (is_bias(role)) fill_constant(out.data(), count, options.dtype, 0.0f);
+      else fill_normal(out.data(), count, options.dtype, options.stddev, stream);
+    };
+    const uint64_t bytes = static_cast<uint64_t>(count) * dtype_size(options.dtype);
+    tensors.push_back({expected[i].name, options.dtype, expected[i].shape, {}, generate, bytes});
+    total_bytes += bytes;
   }
+  auto existing = std::filesystem::absolute(dir);  // space() needs a path that exists
+  while (!std::filesystem::exists(existing) && existing.has_parent_path() && existing != existing.parent_path())
+    existing = existing.parent_path();
+  const auto space = std::filesystem::space(existing);
+  require(total_bytes < space.available, ErrorKind::Io,
+          "the checkpoint needs {:.1f} GB but '{}' has {:.1f} GB free; free some space or pass --out on a larger disk",
+          total_bytes / 1e9, dir, space.available / 1e9);
+  std::filesystem::create_directories(dir);
   write_safetensors_checkpoint(dir, tensors, options.max_shard_bytes, {{"format", "pt"}});
   ModelConfig written = config;
   written.torch_dtype = options.dtype == DType::F32 ? "float32" : options.dtype == DType::F16 ? "float16" : "bfloat16";
