@@ -224,6 +224,8 @@ TEST_F(TuneCliTest, WritesStateTableAndABestConfigThatDistillRuns) {
   std::ofstream(dir / "straight.yaml") << trial_config;
   const CommandResult straight = run_command(retort_binary() + " distill " + (dir / "straight.yaml").string() + " 2>&1");
   ASSERT_EQ(straight.status, 0) << straight.output;
+  ASSERT_TRUE(fs::exists(trial / "step-00000002" / "model.safetensors")) << "the winner stopped at rung 1's steps";
+  ASSERT_TRUE(fs::exists(dir / "straight" / "step-00000004" / "model.safetensors"));
   EXPECT_EQ(read_text(trial / "step-00000004" / "model.safetensors"),
             read_text(dir / "straight" / "step-00000004" / "model.safetensors"));
 
