@@ -271,6 +271,24 @@ TEST_F(TuneCliTest, AKilledSearchContinuesWithoutRedoingFinishedRuns) {
   EXPECT_NE(none.output.find("No trial run finished"), std::string::npos) << none.output;
 }
 
+TEST_F(TuneCliTest, ASearchWhoseEveryTrialFailsStopsWithTheFirstErrorAndRecordsNothing) {
+  RETORT_REQUIRE_PATH(teacher, "the tiny-r1-qwen fixture");
+  const std::string config = write_config();
+  // Learning rates this large make every trial's loss non-finite within its first steps.
+  const CommandResult r = run_command(tune_command(config, "--lr 1e5,1e6") + " 2>&1");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("every trial run so far failed, so the search stopped; the first, trial 0"),
+            std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("tune: rung 2/2"), std::string::npos) << "no second rung of failed trials: " << r.output;
+  EXPECT_FALSE(fs::exists(dir / "tune" / "best.yaml"));
+  if (fs::exists(dir / "tune" / "tune-state.json")) {
+    EXPECT_TRUE(state()["results"].empty());
+  }
+  // The corrected search (other flags) is not refused as a changed one: nothing was recorded.
+  const CommandResult fixed = run_command(tune_command(config) + " 2>&1");
+  EXPECT_EQ(fixed.status, 0) << fixed.output;
+}
+
 TEST_F(TuneCliTest, AChangedConfigOrSeedIsRefused) {
   RETORT_REQUIRE_PATH(teacher, "the tiny-r1-qwen fixture");
   const std::string config = write_config();

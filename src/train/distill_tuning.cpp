@@ -18,6 +18,7 @@
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/mapped_file.h"
 
 namespace retort::train {
 
@@ -144,63 +145,95 @@ class QuietTrialLog {
   spdlog::level::level_enum level_;
 };
 
+// Runs and records the trials. Until some trial has reached a finite validation loss, failed and
+// diverged runs are held back rather than recorded: if every trial of the first rung fails, the
+// config (not a sampled setting) is the likely fault, and the search stops with the first error
+// and nothing recorded, so that the corrected config is not refused as a changed search.
 struct Search {
   const BaseConfig& base;
   const DistillTuneOptions& options;
   const std::vector<DistillTrialSetting>& settings;
   TuneState& state;
   int64_t runs_planned = 0;
-  int64_t runs_started = 0;
-  bool any_finished = false;  // a trial run has succeeded: the config itself works
+  bool any_worked = false;
+  std::vector<TrialRecord> held_failures{};
 
   std::string trial_dir(int64_t trial) const {
     return absolute((fs::path(options.out_dir) / fmt::format("trial-{:03d}", trial)).string());
   }
 
+  [[noreturn]] void fail_every_trial() const {
+    const TrialRecord& first = held_failures.front();
+    fail(ErrorKind::InvalidInput, "tune distill: every trial run so far failed, so the search stopped; the first, "
+         "trial {} ({}): {}", first.trial, trial_dir(first.trial), first.error);
+  }
+
   double evaluate(int64_t trial, int rung, const Rung& plan, int rungs) {
+    if (rung > 0 && !any_worked) fail_every_trial();
     const DistillTrialSetting& s = settings[size_t(trial)];
-    const std::string dir = trial_dir(trial);
-    fs::create_directories(dir);
-    const std::string config_path = (fs::path(dir) / "config.yaml").string();
-    write_file_atomically(config_path, config_yaml(base, s, {{"steps", std::to_string(options.steps)},
-                                                             {"checkpointing.dir", dir}}));
-    ++runs_started;
     spdlog::info("tune: rung {}/{} ({} steps), trial {}: T {}, hard {}, soft {}, lr {} [run {} of at most {}]",
                  rung + 1, rungs, plan.steps, trial, s.temperature, s.hard_weight, s.soft_weight, s.lr,
-                 state.recorded_count() + 1, runs_planned);
+                 state.recorded_count() + int64_t(held_failures.size()) + 1, runs_planned);
     const auto start = Clock::now();
     TrialRecord record{trial, rung, plan.steps, std::nan(""), 0, ""};
     try {
-      std::vector<ConfigEntry> entries;
-      const DistillConfig config = load_distill_config(config_path, &entries);
-      DistillRunOptions run_options;
-      run_options.resume = latest_checkpoint(dir).has_value();  // the previous rung's, or an interrupted run's
-      run_options.stop_at_step = plan.steps;
-      QuietTrialLog quiet;
-      record.val_loss = run_distillation(config, entries, run_options).val_loss;
+      record.val_loss = run_trial(trial, rung, s, plan);
+      if (!std::isfinite(record.val_loss))
+        record.error = fmt::format("the validation loss after {} steps is {} (the run diverged)", plan.steps,
+                                   record.val_loss);
     } catch (const Error& error) {
-      // Before any trial has worked the config itself is the likely fault: stop and say so. After,
-      // the failure belongs to this trial's setting (a diverging learning rate): rank it last.
-      if (!any_finished) throw;
-      record.error = error.what();
+      record.error = error.what();  // the trial's own fault (e.g. a learning rate that diverges) or the config's
     }
     record.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    state.record(record);
-    any_finished = any_finished || record.error.empty();
-    if (record.error.empty())
+    if (!record.error.empty()) {
+      record.val_loss = std::nan("");
+      spdlog::warn("tune: trial {} failed at {} steps, ranked last: {}", trial, plan.steps, record.error);
+      if (!any_worked) {
+        held_failures.push_back(record);
+        return record.val_loss;
+      }
+    } else {
       spdlog::info("tune: trial {} at {} steps: validation loss {:.4f} ({:.1f} s)", trial, plan.steps, record.val_loss,
                    record.seconds);
-    else
-      spdlog::warn("tune: trial {} failed at rung {}, ranked last: {}", trial, rung + 1, record.error);
+      any_worked = true;
+      for (const TrialRecord& failure : held_failures) state.record(failure);
+      held_failures.clear();
+    }
+    state.record(record);
     return record.val_loss;
+  }
+
+  // One real distillation run of the trial to plan.steps. A first-rung run starts afresh: what its
+  // directory may hold (a killed run, a search with other settings whose state was deleted) is not
+  // known to be this trial's. A later rung continues the previous rung's checkpoint, which an
+  // unchanged config.yaml vouches for.
+  double run_trial(int64_t trial, int rung, const DistillTrialSetting& s, const Rung& plan) const {
+    const std::string dir = trial_dir(trial);
+    const std::string config_path = (fs::path(dir) / "config.yaml").string();
+    const std::string config_text =
+        config_yaml(base, s, {{"steps", std::to_string(options.steps)}, {"checkpointing.dir", dir}});
+    if (rung == 0 || !fs::exists(config_path) || read_text_file(config_path) != config_text) fs::remove_all(dir);
+    fs::create_directories(dir);
+    write_file_atomically(config_path, config_text);
+    std::vector<ConfigEntry> entries;
+    const DistillConfig config = load_distill_config(config_path, &entries);
+    DistillRunOptions run_options;
+    run_options.resume = latest_checkpoint(dir).has_value();
+    run_options.stop_at_step = plan.steps;
+    QuietTrialLog quiet;
+    return run_distillation(config, entries, run_options).val_loss;
   }
 
   std::optional<double> recorded(int64_t trial, int rung, const Rung& plan) {
     const std::optional<TrialRecord> r = state.recorded(trial, rung);
     if (!r) return std::nullopt;
-    any_finished = any_finished || r->error.empty();
-    spdlog::info("tune: trial {} at {} steps: validation loss {:.4f}, recorded in {} (not run again)", trial,
-                 plan.steps, r->val_loss, state.path());
+    any_worked = any_worked || std::isfinite(r->val_loss);
+    if (r->error.empty())
+      spdlog::info("tune: trial {} at {} steps: validation loss {:.4f}, recorded in {} (not run again)", trial,
+                   plan.steps, r->val_loss, state.path());
+    else
+      spdlog::info("tune: trial {} at {} steps: failed, recorded in {} (not run again)", trial, plan.steps,
+                   state.path());
     return r->val_loss;
   }
 };
@@ -248,21 +281,24 @@ DistillTuneResult tune_distillation(const DistillTuneOptions& options) {
     return search.evaluate(trial, rung, plan, rung_count);
   };
   const HalvingResult halving = run_successive_halving(options.trials, options.steps, callbacks);
+  if (!search.any_worked && !search.held_failures.empty()) search.fail_every_trial();
 
   DistillTuneResult result;
   result.complete = halving.complete;
   result.runs_done = state.recorded_count();
   result.runs_planned = search.runs_planned;
-  result.best_trial = halving.best_trial;
   TuneReportInput report{options.config_path, options.out_dir, options.trials, options.steps, options.seed,
-                         space,               settings,        halving,       state,         ""};
-  if (halving.best_trial >= 0) {
-    const DistillTrialSetting& best = settings[size_t(halving.best_trial)];
-    result.best_config_path = (fs::path(options.out_dir) / "best.yaml").string();
-    report.best_config_path = result.best_config_path;
-    const std::string header = best_config_header(report);
+                         space, settings, halving, state, -1, -1, ""};
+  // The best of the highest rung reached, unless every run there diverged.
+  const std::optional<TrialRecord> best = state.recorded(halving.best_trial, halving.best_rung);
+  if (best && std::isfinite(best->val_loss)) {
+    result.best_trial = report.best_trial = best->trial;
+    report.best_rung = best->rung;
+    result.best_config_path = report.best_config_path = (fs::path(options.out_dir) / "best.yaml").string();
+    const std::string user_run_dir = absolute(base.parsed.train.output_dir);
     write_file_atomically(result.best_config_path,
-                          header + config_yaml(base, best, {{"checkpointing.dir", absolute(base.parsed.train.output_dir)}}));
+                          best_config_header(report) + config_yaml(base, settings[size_t(best->trial)],
+                                                                   {{"checkpointing.dir", user_run_dir}}));
   }
   result.table_markdown = tune_report_markdown(report);
   write_file_atomically((fs::path(options.out_dir) / "tune.md").string(), result.table_markdown);

@@ -47,7 +47,7 @@ std::string rung_plan_text(const std::vector<Rung>& rungs) {
 }
 
 std::string loss_text(const TrialRecord& r) {
-  return std::isnan(r.val_loss) ? std::string(r.error.empty() ? "diverged" : "failed") : fmt::format("{:.4f}", r.val_loss);
+  return std::isnan(r.val_loss) ? std::string("failed") : fmt::format("{:.4f}", r.val_loss);  // why: in the state file
 }
 
 }  // namespace
@@ -66,7 +66,7 @@ std::string tune_report_markdown(const TuneReportInput& in) {
   const int rungs = int(in.halving.rungs.size());
   for (const TrialRow& row : trial_rows(in)) {
     const DistillTrialSetting& t = in.settings[size_t(row.trial)];
-    const std::string name = row.trial == in.halving.best_trial ? fmt::format("{} (best)", row.trial)
+    const std::string name = row.trial == in.best_trial ? fmt::format("{} (best)", row.trial)
                                                                 : std::to_string(row.trial);
     md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", name, t.temperature, t.hard_weight,
                       t.soft_weight, t.lr, row.last ? std::to_string(row.last->steps) : "—",
@@ -78,21 +78,21 @@ std::string tune_report_markdown(const TuneReportInput& in) {
     md += fmt::format("The search stopped at its time limit after {} trial runs; the best so far is provisional. Run "
                       "the same command again to continue it (finished runs are kept in {}).\n\n",
                       in.state.recorded_count(), in.state.path());
-  if (in.halving.best_trial >= 0) {
-    const DistillTrialSetting& b = in.settings[size_t(in.halving.best_trial)];
+  if (in.best_trial >= 0) {
+    const DistillTrialSetting& b = in.settings[size_t(in.best_trial)];
     md += fmt::format("Best: trial {} (T {}, hard {}, soft {}, lr {}); its settings in the original config: {} (run it "
                       "with `retort distill {}`).\n",
-                      in.halving.best_trial, b.temperature, b.hard_weight, b.soft_weight, b.lr, in.best_config_path,
+                      in.best_trial, b.temperature, b.hard_weight, b.soft_weight, b.lr, in.best_config_path,
                       in.best_config_path);
   } else {
-    md += "No trial run finished, so there is no best config yet.\n";
+    md += "No trial run finished with a finite validation loss, so there is no best config yet.\n";
   }
   return md;
 }
 
 std::string best_config_header(const TuneReportInput& in) {
-  const int64_t best = in.halving.best_trial;
-  const std::optional<TrialRecord> r = in.state.recorded(best, in.halving.best_rung);
+  const int64_t best = in.best_trial;
+  const std::optional<TrialRecord> r = in.state.recorded(best, in.best_rung);
   return fmt::format(
       "# {}: {} with the settings of trial {} of `retort tune distill` (T, weights.hard, weights.soft, optimizer.lr);\n"
       "# validation loss {} after {} of the search's {} steps{}. Paths made absolute. Table: {}/tune.md\n",

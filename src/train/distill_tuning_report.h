@@ -20,7 +20,9 @@ struct TuneReportInput {
   const std::vector<DistillTrialSetting>& settings;
   const HalvingResult& halving;
   const TuneState& state;
-  std::string best_config_path;  // "" when no trial finished
+  int64_t best_trial = -1;       // -1: no trial finished with a finite validation loss
+  int best_rung = -1;
+  std::string best_config_path;  // DIR/best.yaml, written when there is a best trial
 };
 
 // One row per trial (its highest rung reached; the best first), the search's settings above it
