@@ -106,14 +106,14 @@ DistillSearchSpace resolve_space(DistillSearchSpace space, const BaseConfig& bas
     const double lr = base.parsed.train.adamw.lr;
     space.lr = {lr / std::sqrt(10.0), lr * std::sqrt(10.0)};
   }
-  auto check = [](bool ok, const char* what, const SearchRange& r) {
-    require(ok, ErrorKind::InvalidInput, "the {} range [{}, {}] is not valid: {}", what, r.low, r.high,
-            "give LOW,HIGH with 0 < LOW ≤ HIGH (the soft weight within [0, 1])");
+  auto check = [](bool ok, const char* flag, const SearchRange& r, const char* rule) {
+    require(ok, ErrorKind::InvalidInput, "{} {},{} is not a valid range: give LOW,HIGH with {}", flag, r.low, r.high,
+            rule);
   };
-  check(space.temperature.low > 0 && space.temperature.low <= space.temperature.high, "temperature", space.temperature);
-  check(space.lr.low > 0 && space.lr.low <= space.lr.high, "learning-rate", space.lr);
-  check(space.soft_weight.low >= 0 && space.soft_weight.low <= space.soft_weight.high && space.soft_weight.high <= 1,
-        "soft-weight", space.soft_weight);
+  const SearchRange &t = space.temperature, &soft = space.soft_weight, &lr = space.lr;
+  check(t.low > 0 && t.low <= t.high, "--temperature", t, "0 < LOW ≤ HIGH");
+  check(lr.low > 0 && lr.low <= lr.high, "--lr", lr, "0 < LOW ≤ HIGH");
+  check(soft.low >= 0 && soft.low <= soft.high && soft.high <= 1, "--soft-weight", soft, "0 ≤ LOW ≤ HIGH ≤ 1");
   return space;
 }
 

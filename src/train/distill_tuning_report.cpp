@@ -75,15 +75,15 @@ std::string tune_report_markdown(const TuneReportInput& in) {
   }
   md += "\n";
   if (!in.halving.complete)
-    md += fmt::format("The search stopped at its time limit after {} trial runs; the best so far is provisional. Run "
+    md += fmt::format("The search stopped at its time limit after {} trial run{}; the best so far is provisional. Run "
                       "the same command again to continue it (finished runs are kept in {}).\n\n",
-                      in.state.recorded_count(), in.state.path());
+                      in.state.recorded_count(), in.state.recorded_count() == 1 ? "" : "s", in.state.path());
   if (in.best_trial >= 0) {
     const DistillTrialSetting& b = in.settings[size_t(in.best_trial)];
-    md += fmt::format("Best: trial {} (T {}, hard {}, soft {}, lr {}); its settings in the original config: {} (run it "
+    md += fmt::format("{}: trial {} (T {}, hard {}, soft {}, lr {}); its settings in the original config: {} (run it "
                       "with `retort distill {}`).\n",
-                      in.best_trial, b.temperature, b.hard_weight, b.soft_weight, b.lr, in.best_config_path,
-                      in.best_config_path);
+                      in.halving.complete ? "Best" : "Best so far", in.best_trial, b.temperature, b.hard_weight,
+                      b.soft_weight, b.lr, in.best_config_path, in.best_config_path);
   } else {
     md += "No trial run finished with a finite validation loss, so there is no best config yet.\n";
   }
