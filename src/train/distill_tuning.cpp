@@ -64,7 +64,8 @@ struct BaseConfig {
 };
 
 // The user's config with `setting` and `sets` applied and every path it gives made absolute, so the
-// file runs from wherever it is written (a trial directory, DIR/best.yaml).
+// file runs from wherever it is written (a trial directory, DIR/best.yaml). The keys listed are the
+// path-valued ones that train_config.cpp and distill_config.cpp resolve against the file's directory.
 std::string config_yaml(const BaseConfig& base, const DistillTrialSetting& setting,
                         const std::vector<std::pair<std::string, std::string>>& sets) {
   YAML::Node root = YAML::Clone(base.yaml);
@@ -169,7 +170,7 @@ struct Search {
   }
 
   double evaluate(int64_t trial, int rung, const Rung& plan, int rungs) {
-    if (rung > 0 && !any_worked) fail_every_trial();
+    if (rung > 0 && !any_worked && !held_failures.empty()) fail_every_trial();  // the whole first rung failed
     const DistillTrialSetting& s = settings[size_t(trial)];
     spdlog::info("tune: rung {}/{} ({} steps), trial {}: T {}, hard {}, soft {}, lr {} [run {} of at most {}]",
                  rung + 1, rungs, plan.steps, trial, s.temperature, s.hard_weight, s.soft_weight, s.lr,
