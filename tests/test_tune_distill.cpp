@@ -148,7 +148,7 @@ TEST(SuccessiveHalving, ADivergedTrialRanksLast) {
 struct TuneCliTest : ::testing::Test {
   void SetUp() override {
     teacher = shared_path("fixtures/tiny-r1-qwen");
-    const std::string shakespeare = shared_path("data/tinyshakespeare/input.txt");
+    shakespeare = shared_path("data/tinyshakespeare/input.txt");
     dir = fs::temp_directory_path() / ("retort-tune-cli-" + std::to_string(::getpid()));
     fs::remove_all(dir);
     fs::create_directories(dir);
@@ -179,7 +179,7 @@ struct TuneCliTest : ::testing::Test {
     return nlohmann::json::parse(in);
   }
 
-  std::string teacher;
+  std::string teacher, shakespeare;
   fs::path dir;
 };
 
@@ -192,6 +192,7 @@ std::string read_text(const fs::path& path) {
 
 TEST_F(TuneCliTest, WritesStateTableAndABestConfigThatDistillRuns) {
   RETORT_REQUIRE_PATH(teacher, "the tiny-r1-qwen fixture");
+  RETORT_REQUIRE_PATH(shakespeare, "Tiny Shakespeare (../shared/data/tinyshakespeare)");
   const std::string config = write_config();
   const CommandResult r = run_command(tune_command(config) + " 2>" + (dir / "stderr.txt").string());
   const std::string log = read_text(dir / "stderr.txt");
@@ -239,6 +240,7 @@ TEST_F(TuneCliTest, WritesStateTableAndABestConfigThatDistillRuns) {
 
 TEST_F(TuneCliTest, AKilledSearchContinuesWithoutRedoingFinishedRuns) {
   RETORT_REQUIRE_PATH(teacher, "the tiny-r1-qwen fixture");
+  RETORT_REQUIRE_PATH(shakespeare, "Tiny Shakespeare (../shared/data/tinyshakespeare)");
   const std::string config = write_config();
   const fs::path state_path = dir / "tune" / "tune-state.json";
   std::vector<std::string> args{"tune", "distill", config, "--trials", "4", "--steps", "4", "--seed", "7",
@@ -273,6 +275,7 @@ TEST_F(TuneCliTest, AKilledSearchContinuesWithoutRedoingFinishedRuns) {
 
 TEST_F(TuneCliTest, ASearchWhoseEveryTrialFailsStopsWithTheFirstErrorAndRecordsNothing) {
   RETORT_REQUIRE_PATH(teacher, "the tiny-r1-qwen fixture");
+  RETORT_REQUIRE_PATH(shakespeare, "Tiny Shakespeare (../shared/data/tinyshakespeare)");
   const std::string config = write_config();
   // Learning rates this large make every trial's loss non-finite within its first steps.
   const CommandResult r = run_command(tune_command(config, "--lr 1e5,1e6") + " 2>&1");
@@ -291,6 +294,7 @@ TEST_F(TuneCliTest, ASearchWhoseEveryTrialFailsStopsWithTheFirstErrorAndRecordsN
 
 TEST_F(TuneCliTest, AChangedConfigOrSeedIsRefused) {
   RETORT_REQUIRE_PATH(teacher, "the tiny-r1-qwen fixture");
+  RETORT_REQUIRE_PATH(shakespeare, "Tiny Shakespeare (../shared/data/tinyshakespeare)");
   const std::string config = write_config();
   const fs::path state_path = dir / "tune" / "tune-state.json";
   std::vector<std::string> args{"tune", "distill", config, "--trials", "4", "--steps", "4", "--seed", "7",
