@@ -24,5 +24,6 @@ void add_pipeline_command(CLI::App& app);
 void add_classify_command(CLI::App& app);  // under eval: call after add_eval_command
 void add_serve_command(CLI::App& app);
 void add_bench_command(CLI::App& app);  // bench MODEL... and bench serve --url
+void add_tune_command(CLI::App& app);   // tune distill (cmd_tune.cpp)
 
 }  // namespace retort::cli

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   cli::add_classify_command(app);
   cli::add_serve_command(app);
   cli::add_bench_command(app);
+  cli::add_tune_command(app);
 
   app.parse_complete_callback([&] { init_logging(verbose); });
   if (const std::string message = cli::unknown_subcommand_message(app, argc, argv); !message.empty()) {

@@ -289,7 +289,8 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   const LoopSetup setup{&c,     &entries, fmt::format("retort distill: {}", fs::path(c.output_dir).filename().string()),
                         &sconf, &layout,  student.params(),
                         &optimizer, student_tok_dir, &train_set,
-                        !validation.empty(), &ranks};
+                        !validation.empty(), &ranks,
+                        run_options.stop_at_step};
   const LoopResult loop = run_step_loop(setup, run, loss);
   result.steps = loop.steps;
   result.final_loss = loop.final_loss;

@@ -81,6 +81,7 @@ class DistillObjective {
 struct DistillRunOptions {
   bool resume = false;
   RankGroup* ranks = &single_process();  // the data-parallel ranks (dist/data_parallel.h under mpirun)
+  int64_t stop_at_step = 0;               // > 0: stop there, the schedule still over train.steps (step_loop.h)
 };
 
 struct DistillRunResult {

@@ -151,8 +151,9 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
   const int64_t step_tokens = step_sequences * c.seq_len;
   const auto run_start = Clock::now();
   const int64_t first_step = state.step;
+  const int64_t end_step = setup.stop_at_step > 0 ? std::min(setup.stop_at_step, c.steps) : c.steps;
   double communication_seconds = 0;  // in the sums over ranks (waiting for slower ranks included)
-  while (state.step < c.steps) {
+  while (state.step < end_step) {
     const auto step_start = Clock::now();
     // Every rank reads the whole global batch, so each knows the step's target count unasked.
     int64_t step_targets = 0;
@@ -204,7 +205,7 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     StepRecord record{state.step, loss, lr, grad_norm, double(step_tokens) / seconds, std::nullopt, std::nullopt, false};
     if (scaler.enabled()) record.loss_scale = loss_scale, record.skipped = !apply;
     objective.end_step(record, writes);
-    const bool last = state.step == c.steps;
+    const bool last = state.step == end_step;
     const bool save = (c.save_every > 0 && state.step % c.save_every == 0) || last;
     if (save && zero) gathered_moments = zero->gather_moments();  // every rank sends its shard
     if (!writes) continue;  // every rank holds the same weights; rank 0 alone evaluates and saves them
@@ -214,7 +215,7 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     metrics << metrics_json_line(record) << std::endl;
     if (state.step % c.log_every == 0 || last) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-      objective.log_step(record, c.steps, elapsed / double(state.step - first_step) * double(c.steps - state.step));
+      objective.log_step(record, end_step, elapsed / double(state.step - first_step) * double(end_step - state.step));
     }
     if (save) {
       checkpoint();

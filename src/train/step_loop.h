@@ -71,6 +71,10 @@ struct LoopSetup {
   const std::vector<Example>* train_set;
   bool has_validation = false;
   RankGroup* ranks = &single_process();
+  // > 0: stop after this step (validated and checkpointed as a last step would be) while the
+  // schedule still spans config.steps, so a later resume continues exactly where an uninterrupted
+  // run would be (the rungs of `retort tune distill`).
+  int64_t stop_at_step = 0;
 };
 
 struct LoopResult {
@@ -79,7 +83,7 @@ struct LoopResult {
   std::string last_checkpoint;
 };
 
-// Runs steps from run.state.step to config.steps; run.records gets every step's record. With R
+// Runs steps from run.state.step to config.steps (or stop_at_step); run.records gets every step's record. With R
 // ranks, each global batch is R·batch_size rows read in the same order on every rank, and rank r
 // trains on rows r·batch_size … (r+1)·batch_size − 1 of it: R ranks with batch b and accumulation k
 // take the optimizer step of one process with batch R·b and accumulation k.
