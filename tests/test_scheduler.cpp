@@ -7,6 +7,7 @@
 #include "engine/scheduler.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/model_loader.h"
+#include "scheduler_stream.h"
 #include "test_support.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -15,32 +16,8 @@ namespace retort {
 namespace {
 
 using namespace std::chrono_literals;
-
-struct Collected {
-  std::string content;
-  std::string reasoning;
-  FinishReason reason = FinishReason::Stop;
-  int64_t generated = 0;
-  int events = 0;
-};
-
-Collected collect(RequestStream& stream) {
-  Collected out;
-  for (int spins = 0; spins < 6000; ++spins) {  // at most a minute
-    for (auto& event : stream.wait_events(10ms)) {
-      ++out.events;
-      out.content += event.content;
-      out.reasoning += event.reasoning;
-      if (event.finished) {
-        out.reason = event.reason;
-        out.generated = event.generated_tokens;
-        return out;
-      }
-    }
-  }
-  ADD_FAILURE() << "the request never finished";
-  return out;
-}
+using test::Collected;
+using test::collect;
 
 class SchedulerTest : public ::testing::Test {
  protected:

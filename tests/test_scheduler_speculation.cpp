@@ -10,7 +10,8 @@
 #include "engine/speculative.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/model_loader.h"
-#include "model/random_init.h"
+#include "random_draft.h"
+#include "scheduler_stream.h"
 #include "test_support.h"
 
 namespace retort {
@@ -18,27 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Reply {
-  std::string text;
-  FinishReason reason = FinishReason::Error;
-  int64_t generated = 0;
-};
-
-Reply collect(RequestStream& stream) {
-  Reply out;
-  for (int spins = 0; spins < 6000; ++spins) {
-    for (auto& event : stream.wait_events(10ms)) {
-      out.text += event.reasoning + event.content;
-      if (event.finished) {
-        out.reason = event.reason;
-        out.generated = event.generated_tokens;
-        return out;
-      }
-    }
-  }
-  ADD_FAILURE() << "the request never finished";
-  return out;
-}
+using Reply = test::Collected;
 
 class SchedulerSpeculation : public ::testing::Test {
  protected:
@@ -47,16 +28,8 @@ class SchedulerSpeculation : public ::testing::Test {
     RETORT_REQUIRE_PATH(dir_, "fixture tiny-r1-qwen");
     target_ = load_model(dir_, backend_);
     tokenizer_ = Tokenizer::load(dir_ + "/tokenizer.json");
-    draft_dir_ = (std::filesystem::temp_directory_path() / ("retort-sched-draft-" + std::to_string(::getpid()))).string();
-    std::filesystem::remove_all(draft_dir_);
-    RandomInitOptions init;
-    init.seed = 5;
-    init.dtype = DType::F32;
-    init.stddev = 0.3;
-    write_random_checkpoint(target_->config, draft_dir_, init);
-    random_draft_ = load_model(draft_dir_, backend_);
+    random_draft_ = std::make_unique<test::RandomDraft>(target_->config, backend_, 5);
   }
-  void TearDown() override { std::filesystem::remove_all(draft_dir_); }
 
   // Every prompt's reply, all submitted at once to one scheduler (with `drafter` when given).
   std::vector<Reply> serve(const std::vector<GenerationRequest>& requests, Drafter* drafter, SchedulerStats* stats) {
@@ -70,7 +43,7 @@ class SchedulerSpeculation : public ::testing::Test {
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const auto& request : requests) streams.push_back(scheduler.submit(request).stream);
     std::vector<Reply> replies;
-    for (auto& stream : streams) replies.push_back(collect(*stream));
+    for (auto& stream : streams) replies.push_back(test::collect(*stream));
     for (int i = 0; i < 500 && scheduler.stats().kv_blocks_used > 0; ++i) std::this_thread::sleep_for(2ms);
     if (stats != nullptr) *stats = scheduler.stats();
     EXPECT_EQ(scheduler.stats().kv_blocks_used, 0);
@@ -94,20 +67,21 @@ class SchedulerSpeculation : public ::testing::Test {
   }
 
   CpuBackend backend_;
-  std::string dir_, draft_dir_;
-  std::unique_ptr<LoadedModel> target_, random_draft_;
+  std::string dir_;
+  std::unique_ptr<test::RandomDraft> random_draft_;
+  std::unique_ptr<LoadedModel> target_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
 TEST_F(SchedulerSpeculation, GreedyRepliesEqualTheTargetsAloneAndCountersAddUp) {
   const auto alone = serve(requests(0), nullptr, nullptr);
-  for (LoadedModel* draft : {target_.get(), random_draft_.get()}) {
+  for (LoadedModel* draft : {target_.get(), random_draft_->model.get()}) {
     Drafter drafter(*draft->transformer, target_->config.vocab_size, 512, 4, DType::F32);
     SchedulerStats stats;
     const auto drafted = serve(requests(0), &drafter, &stats);
     ASSERT_EQ(drafted.size(), alone.size());
     for (size_t i = 0; i < alone.size(); ++i) {
-      EXPECT_EQ(drafted[i].text, alone[i].text) << "request " << i;
+      EXPECT_EQ(drafted[i].content + drafted[i].reasoning, alone[i].content + alone[i].reasoning) << "request " << i;
       EXPECT_EQ(drafted[i].generated, alone[i].generated) << "request " << i;
       EXPECT_EQ(drafted[i].reason, alone[i].reason) << "request " << i;
     }
@@ -124,11 +98,11 @@ TEST_F(SchedulerSpeculation, GreedyRepliesEqualTheTargetsAloneAndCountersAddUp) 
 }
 
 TEST_F(SchedulerSpeculation, SeededSamplingWithADraftIsReproducible) {
-  Drafter drafter(*random_draft_->transformer, target_->config.vocab_size, 512, 3, DType::F32);
+  Drafter drafter(*random_draft_->model->transformer, target_->config.vocab_size, 512, 3, DType::F32);
   const auto first = serve(requests(0.9f), &drafter, nullptr);
   const auto second = serve(requests(0.9f), &drafter, nullptr);
   for (size_t i = 0; i < first.size(); ++i) {
-    EXPECT_EQ(first[i].text, second[i].text) << "request " << i;
+    EXPECT_EQ(first[i].content + first[i].reasoning, second[i].content + second[i].reasoning) << "request " << i;
     EXPECT_GT(first[i].generated, 0);
   }
 }

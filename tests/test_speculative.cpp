@@ -12,7 +12,7 @@
 #include "engine/speculative.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/model_loader.h"
-#include "model/random_init.h"
+#include "random_draft.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -106,16 +106,8 @@ class SpeculativeGeneration : public ::testing::Test {
     RETORT_REQUIRE_PATH(dir_, "fixture tiny-r1-qwen");
     target_ = load_model(dir_, backend_);
     tokenizer_ = Tokenizer::load(dir_ + "/tokenizer.json");
-    draft_dir_ = (std::filesystem::temp_directory_path() / ("retort-draft-" + std::to_string(::getpid()))).string();
-    std::filesystem::remove_all(draft_dir_);
-    RandomInitOptions init;
-    init.seed = 7;
-    init.dtype = DType::F32;
-    init.stddev = 0.3;  // a draft that sometimes agrees with the target and often not
-    write_random_checkpoint(target_->config, draft_dir_, init);
-    other_draft_ = load_model(draft_dir_, backend_);
+    random_draft_ = std::make_unique<test::RandomDraft>(target_->config, backend_, 7);
   }
-  void TearDown() override { std::filesystem::remove_all(draft_dir_); }
 
   struct Output {
     std::string text;
@@ -129,8 +121,9 @@ class SpeculativeGeneration : public ::testing::Test {
   }
 
   CpuBackend backend_;
-  std::string dir_, draft_dir_;
-  std::unique_ptr<LoadedModel> target_, other_draft_;
+  std::string dir_;
+  std::unique_ptr<test::RandomDraft> random_draft_;
+  std::unique_ptr<LoadedModel> target_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
@@ -140,7 +133,7 @@ TEST_F(SpeculativeGeneration, GreedyTextEqualsTheTargetAloneOverChatTurns) {
   options.max_tokens = 40;
   options.prefill_chunk = 7;
   const std::vector<int32_t> first = tokenizer_->encode("Hello there, how are", true);
-  for (LoadedModel* draft : {target_.get(), other_draft_.get()}) {
+  for (LoadedModel* draft : {target_.get(), random_draft_->model.get()}) {
     for (int k : {1, 3, 6}) {
       KvCache cache(target_->config, 256), alone_cache(target_->config, 256);
       CachedSequence sequence, alone;
@@ -176,7 +169,7 @@ TEST_F(SpeculativeGeneration, SeededSamplingIsReproducibleAndStopsAtTheContext) 
   for (std::string& text : texts) {
     KvCache cache(target_->config, 64);
     CachedSequence sequence;
-    Drafter drafter(*other_draft_->transformer, target_->config.vocab_size, 64, 4, DType::F32);
+    Drafter drafter(*random_draft_->model->transformer, target_->config.vocab_size, 64, 4, DType::F32);
     options.drafter = &drafter;
     Output out = run(prompt, options, sequence, cache);
     text = out.text;
