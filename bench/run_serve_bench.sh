@@ -4,7 +4,10 @@
 # same GGUF, threads and slot count on llama.cpp's llama-server when one is available, and the
 # ratios. Nothing here builds llama.cpp: point LLAMA_SERVER at an existing binary.
 #   bench/run_serve_bench.sh [BUILD_DIR]
-#   env: THREADS (default: all cores), MAX_TOKENS (64), LEVELS (1,4,16,32), LLAMA_SERVER
+#   env: THREADS (default: all cores), MAX_TOKENS (64), LEVELS (1,4,16,32), LLAMA_SERVER,
+#        RETORT_ARGS / LLAMA_ARGS: extra flags for each server, to compare features side by side, e.g.
+#        RETORT_ARGS="--no-prefix-cache" LLAMA_ARGS="--cache-reuse 0", or with a draft model (same tokenizer)
+#        RETORT_ARGS="--draft D.gguf --draft-tokens 4" LLAMA_ARGS="-md D.gguf --draft-max 4"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
@@ -41,7 +44,7 @@ wait_healthy() {  # url
 summary=()
 port=18431
 "$RETORT" serve "$gguf" --port $port --threads "$THREADS" --parallel $SLOTS --ctx $CTX_PER_SLOT \
-  --kv-tokens $((SLOTS * CTX_PER_SLOT)) --queue 256 --access-log "" > /tmp/retort-serve-bench.log 2>&1 &
+  --kv-tokens $((SLOTS * CTX_PER_SLOT)) --queue 256 --access-log "" ${RETORT_ARGS:-} > /tmp/retort-serve-bench.log 2>&1 &
 pids+=($!)
 wait_healthy "http://127.0.0.1:$port"
 node bench/serve_load.mjs --url "http://127.0.0.1:$port" --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" \
@@ -51,7 +54,7 @@ summary+=("$(grep '^JSON ' /tmp/retort-serve-bench.out | sed 's/^JSON //')")
 
 if [ -x "$LLAMA_SERVER" ]; then
   lport=18432
-  "$LLAMA_SERVER" -m "$gguf" --port $lport -t "$THREADS" -np $SLOTS -c $((SLOTS * CTX_PER_SLOT)) \
+  "$LLAMA_SERVER" -m "$gguf" --port $lport -t "$THREADS" -np $SLOTS -c $((SLOTS * CTX_PER_SLOT)) ${LLAMA_ARGS:-} \
     > /tmp/llama-server-bench.log 2>&1 &
   pids+=($!)
   wait_healthy "http://127.0.0.1:$lport"
