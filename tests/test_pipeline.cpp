@@ -39,6 +39,9 @@ class Pipeline : public testing::Test {
     std::ofstream(dir_ / "intents.csv") << "text,label\nI lost my card,card\nwhere is my money,transfer\n"
                                            "my card is broken,card\nsend money abroad,transfer\n";
     std::ofstream(dir_ / "labels.json") << R"(["card", "transfer"])";
+    std::ofstream(dir_ / "references.jsonl") << R"({"prompt": "First Citizen:", "reference": "Before we proceed any further, hear me speak."}
+{"prompt": "All:", "references": ["Speak, speak."]}
+)";
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -59,7 +62,8 @@ class Pipeline : public testing::Test {
            "evaluate:\n"
            "  text: " + text_ + "\n"
            "  context: 32\n  chunks: " + std::to_string(chunks) + "\n  prompt_tokens: 8\n  decode_tokens: 4\n"
-           "  classify: {data: intents.csv, labels: labels.json}\n";
+           "  classify: {data: intents.csv, labels: labels.json}\n"
+           "  bleu: {data: references.jsonl, max_tokens: 8}\n";
   }
   PipelineConfig write_config(const std::string& text) const {
     std::ofstream(dir_ / "pipeline.yaml") << text;
@@ -100,6 +104,13 @@ TEST_F(Pipeline, RunsEveryStageAndARerunSkipsThem) {
     EXPECT_GT(draft["teacher_alone_decode_tokens_per_second"].get<double>(), 0.0);
   }
   EXPECT_NE(first.report_markdown.find("drafting for the teacher"), std::string::npos) << first.report_markdown;
+  // BLEU and chrF of every model against the held-out references, scored on both prompts.
+  for (const auto& row : rows) {
+    EXPECT_EQ(row["bleu"]["sentences"].get<int64_t>(), 2);
+    EXPECT_GE(row["bleu"]["chrf"].get<double>(), 0.0);
+    EXPECT_LE(row["bleu"]["bleu"].get<double>(), 100.0);
+  }
+  EXPECT_NE(first.report_markdown.find("BLEU change from the teacher"), std::string::npos) << first.report_markdown;
 
   const auto student_time = fs::last_write_time(s["stages"]["student"]["model"].get<std::string>());
   const PipelineResult second = run_pipeline(config, {});

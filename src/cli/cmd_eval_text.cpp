@@ -11,7 +11,7 @@
 #include "cli/commands.h"
 #include "cli/flag_checks.h"
 #include "cli/model_session.h"
-#include "engine/generation.h"
+#include "eval/reference_set.h"
 #include "eval/text_metrics.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -31,80 +31,14 @@ struct BleuCommand {
   bool json = false;
 };
 
-std::vector<std::string> read_lines(const std::string& path) {
-  const std::string text = read_text_file(path);
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-    start = end + 1;
-  }
-  return lines;
-}
-
-// The data file's prompts and reference streams (every line needs as many references).
-struct PromptSet {
-  std::vector<std::string> prompts;
-  std::vector<std::vector<std::string>> references;  // [stream][line]
-};
-
-PromptSet read_prompt_set(const std::string& path) {
-  PromptSet set;
-  const std::vector<std::string> lines = read_lines(path);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    if (lines[i].find_first_not_of(" \t") == std::string::npos) continue;
-    const auto where = fmt::format("{}:{}", path, i + 1);
-    nlohmann::json row;
-    try {
-      row = nlohmann::json::parse(lines[i]);
-    } catch (const nlohmann::json::exception&) {
-      fail(ErrorKind::InvalidInput, "{}: not valid JSON; expected {{\"prompt\": \"...\", \"reference\": \"...\"}}", where);
-    }
-    require(row.is_object() && row.contains("prompt") && row["prompt"].is_string(), ErrorKind::InvalidInput,
-            "{}: expected an object with a string \"prompt\"", where);
-    std::vector<std::string> refs;
-    if (row.contains("reference") && row["reference"].is_string()) refs.push_back(row["reference"].get<std::string>());
-    if (row.contains("references") && row["references"].is_array())
-      for (const auto& r : row["references"]) {
-        require(r.is_string(), ErrorKind::InvalidInput, "{}: \"references\" must hold strings", where);
-        refs.push_back(r.get<std::string>());
-      }
-    require(!refs.empty(), ErrorKind::InvalidInput, "{}: no \"reference\" (a string) or \"references\" (strings)", where);
-    if (set.references.empty()) set.references.resize(refs.size());
-    require(refs.size() == set.references.size(), ErrorKind::InvalidInput,
-            "{}: {} references where the lines before have {}; give every line as many", where, refs.size(),
-            set.references.size());
-    set.prompts.push_back(row["prompt"].get<std::string>());
-    for (size_t r = 0; r < refs.size(); ++r) set.references[r].push_back(std::move(refs[r]));
-  }
-  require(!set.prompts.empty(), ErrorKind::InvalidInput, "{}: no prompts in it", path);
-  return set;
-}
-
-// Greedy continuations of each prompt, on one line each (newlines in a reply become spaces).
+// Greedy one-line replies of the model to each prompt (eval/reference_set.h).
 std::vector<std::string> generate_hypotheses(const BleuCommand& options, const std::vector<std::string>& prompts) {
   ModelSession session = open_model_session(options.model, true);
-  const Tokenizer& tokenizer = session.require_tokenizer();
-  GenerationOptions generation;
-  generation.sampling.temperature = 0;
-  generation.max_tokens = options.max_tokens;
-  generation.stop_strings = {"\n"};  // one sentence per reference line
-  std::vector<std::string> hypotheses;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    CachedSequence sequence;  // each prompt from an empty cache
-    std::string text;
-    generate(session.transformer(), *session.cache, sequence, tokenizer, tokenizer.encode(prompts[i], true), generation,
-             [&](std::string_view piece) { text += piece; });
-    session.cache->release(sequence.kv);
-    hypotheses.push_back(std::string(text));
-    std::fprintf(stderr, "\r[%zu/%zu] generated", i + 1, prompts.size());
-  }
-  std::fputc('\n', stderr);
-  return hypotheses;
+  return eval::greedy_line_replies(session.transformer(), *session.cache, session.require_tokenizer(), prompts,
+                                   options.max_tokens, [&](size_t done) {
+                                     std::fprintf(stderr, "\r[%zu/%zu] generated", done, prompts.size());
+                                     if (done == prompts.size()) std::fputc('\n', stderr);
+                                   });
 }
 
 void run_bleu(BleuCommand& options) {
@@ -113,7 +47,7 @@ void run_bleu(BleuCommand& options) {
   if (!options.data_file.empty()) {
     require(!options.model.model_path.empty() && options.hypotheses_file.empty() && options.reference_files.empty(),
             ErrorKind::InvalidInput, "--data needs MODEL (to generate the hypotheses) and no --hyp or --ref");
-    PromptSet set = read_prompt_set(options.data_file);
+    eval::PromptSet set = eval::read_prompt_set(options.data_file);
     references = std::move(set.references);
     hypotheses = generate_hypotheses(options, set.prompts);
     if (!options.save_hypotheses.empty()) {
@@ -124,8 +58,8 @@ void run_bleu(BleuCommand& options) {
   } else {
     require(!options.hypotheses_file.empty() && !options.reference_files.empty(), ErrorKind::InvalidInput,
             "give --hyp FILE and --ref FILE (one sentence per line), or MODEL --data FILE.jsonl");
-    hypotheses = read_lines(options.hypotheses_file);
-    for (const auto& file : options.reference_files) references.push_back(read_lines(file));
+    hypotheses = eval::read_lines(options.hypotheses_file);
+    for (const auto& file : options.reference_files) references.push_back(eval::read_lines(file));
   }
   require(options.tokenize == "13a" || options.tokenize == "none", ErrorKind::InvalidInput,
           "--tokenize '{}': expected 13a (sacreBLEU's default) or none", options.tokenize);

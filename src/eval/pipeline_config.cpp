@@ -153,6 +153,18 @@ PipelineConfig parse_pipeline_config(const std::string& yaml_text, const std::st
     k.labels = resolve(base_dir, k.labels);
     c.classify = k;
   }
+  const YAML::Node bleu = r.node("evaluate", "bleu");
+  if (bleu.IsDefined() && !bleu.IsNull()) {
+    PipelineReader br(root["evaluate"], source + ": evaluate");
+    PipelineBleuConfig b;
+    br.read("bleu", "data", b.data);
+    br.read("bleu", "max_tokens", b.max_tokens);
+    br.reject_unknown();
+    require(!b.data.empty() && b.max_tokens >= 1, ErrorKind::InvalidInput,
+            "{}: 'evaluate.bleu' needs 'data' (JSONL of prompt/reference lines) and max_tokens ≥ 1", source);
+    b.data = resolve(base_dir, b.data);
+    c.bleu = b;
+  }
   r.read("serve", "port", c.serve_port);
   r.reject_unknown();
   return c;

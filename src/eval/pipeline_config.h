@@ -20,6 +20,12 @@ struct PipelineClassifyConfig {
   int64_t limit = 0;                 // > 0: an evenly spaced subset of this many rows
 };
 
+// BLEU and chrF of each model's greedy replies against held-out references (eval/reference_set.h).
+struct PipelineBleuConfig {
+  std::string data;        // JSONL of {"prompt", "reference"} (or "references")
+  int max_tokens = 64;     // per reply, which ends at its first newline
+};
+
 struct PipelineConfig {
   std::string source;                // the config file, for messages
   std::string fingerprint;           // of the settings as parsed (comments and layout do not count)
@@ -38,6 +44,7 @@ struct PipelineConfig {
   int64_t decode_tokens = 32;        // ... then this many greedy steps
   int threads = 0;                   // 0: all hardware threads
   std::optional<PipelineClassifyConfig> classify;
+  std::optional<PipelineBleuConfig> bleu;
   int serve_port = 8080;             // for the `retort serve` command the report suggests
 };
 

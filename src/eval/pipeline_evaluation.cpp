@@ -5,6 +5,8 @@
 
 #include "eval/classify.h"
 #include "eval/draft_speedup.h"
+#include "eval/reference_set.h"
+#include "eval/text_metrics.h"
 #include "eval/precision.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/kv_cache.h"
@@ -93,6 +95,22 @@ void add_draft_measurements(json& rows, const std::vector<int32_t>& tokens, cons
   }
 }
 
+// BLEU and chrF of each model's greedy replies to the held-out prompts.
+void add_bleu(json& rows, const PipelineBleuConfig& b, const Tokenizer& tokenizer, Backend& backend) {
+  const eval::PromptSet set = eval::read_prompt_set(b.data);
+  for (json& row : rows) {
+    auto model = load_model(row["path"], backend);
+    KvCache cache(model->config, model->config.max_positions);
+    const std::vector<std::string> replies =
+        eval::greedy_line_replies(*model->transformer, cache, tokenizer, set.prompts, b.max_tokens);
+    const eval::BleuScore bleu = eval::corpus_bleu(replies, set.references);
+    row["bleu"] = {{"bleu", bleu.score}, {"chrf", eval::corpus_chrf(replies, set.references)},
+                   {"sentences", replies.size()}};
+    spdlog::info("evaluate: {}: BLEU {:.2f}, chrF2 {:.2f}", row["label"].get<std::string>(), bleu.score,
+                 row["bleu"]["chrf"].get<double>());
+  }
+}
+
 }  // namespace
 
 json evaluate_pipeline_models(const PipelineConfig& c, const json& state) {
@@ -128,6 +146,7 @@ json evaluate_pipeline_models(const PipelineConfig& c, const json& state) {
                  row.perplexity, row.mean_kl, row.speed.decode_tokens_per_second);
   }
   add_draft_measurements(rows, tokens, c, *tokenizer, backend);
+  if (c.bleu) add_bleu(rows, *c.bleu, *tokenizer, backend);
   if (c.classify) {
     const std::vector<LabelledText> examples = classify_rows(*c.classify);
     const std::vector<std::string> labels = classify_labels(*c.classify);

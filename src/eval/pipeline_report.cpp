@@ -69,6 +69,23 @@ std::string drafts_table(const json& rows) {
   return text;
 }
 
+// BLEU/chrF against held-out references, and each model's change from the teacher's (the guide's
+// "BLEU dropped by more than 5 % after distillation").
+std::string bleu_table(const json& rows) {
+  if (rows.empty() || !rows[0].contains("bleu")) return "";
+  const double teacher = rows[0]["bleu"]["bleu"].get<double>();
+  std::string text = fmt::format("BLEU and chrF2 of greedy replies against held-out references ({} prompts):\n\n"
+                                 "| model | BLEU | chrF2 | BLEU change from the teacher |\n|---|---:|---:|---:|\n",
+                                 rows[0]["bleu"]["sentences"].get<int64_t>());
+  for (const json& row : rows) {
+    const double bleu = row["bleu"]["bleu"].get<double>();
+    const std::string change = teacher > 0 ? fmt::format("{:+.1f} %", 100.0 * (bleu - teacher) / teacher) : "—";
+    text += fmt::format("| {} | {:.2f} | {:.2f} | {} |\n", row["label"].get<std::string>(), bleu,
+                        row["bleu"]["chrf"].get<double>(), &row == &rows[0] ? std::string("—") : change);
+  }
+  return text;
+}
+
 // Did the teacher help? The distilled student against the same student on hard labels alone.
 std::string verdict(const json& rows) {
   const json* distilled = find_row(rows, "student (distilled)");
@@ -162,6 +179,8 @@ std::string pipeline_markdown(const PipelineConfig& c, const json& state) {
   text += models_table(evaluation) + "\n" + verdict(evaluation["rows"]);
   const std::string drafts = drafts_table(evaluation["rows"]);
   if (!drafts.empty()) text += "\n" + drafts;
+  const std::string bleu = bleu_table(evaluation["rows"]);
+  if (!bleu.empty()) text += "\n" + bleu;
   text += "\nStage times: " + stage_times(state) + ".\n";
   text += fmt::format("\nServe the result:\n\n```\nretort serve {} --port {}\n```\n", serve_model(state), c.serve_port);
   return text;
@@ -179,10 +198,10 @@ json write_pipeline_report(const PipelineConfig& c, const json& state) {
   html += "<p>" + train::html_escape(fmt::format("Config {}; outputs in {}.", c.source, c.dir)) + "</p>\n";
   html += markdown_to_html_table(models_table(evaluation));
   html += "<p>" + train::html_escape(verdict(evaluation["rows"])) + "</p>\n";
-  const std::string drafts = drafts_table(evaluation["rows"]);
-  if (!drafts.empty()) {
-    const size_t table = drafts.find('|');  // the sentence before the table, then the table
-    html += "<p>" + train::html_escape(drafts.substr(0, table)) + "</p>\n" + markdown_to_html_table(drafts.substr(table));
+  for (const std::string& section : {drafts_table(evaluation["rows"]), bleu_table(evaluation["rows"])}) {
+    if (section.empty()) continue;
+    const size_t table = section.find('|');  // the sentence before the table, then the table
+    html += "<p>" + train::html_escape(section.substr(0, table)) + "</p>\n" + markdown_to_html_table(section.substr(table));
   }
   html += curves_svg(state) + "\n";
   html += "<p>" + train::html_escape("Stage times: " + stage_times(state)) + "</p>\n";
