@@ -211,7 +211,7 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--cors", o.server.cors_origin, "Allow browser requests from this origin ('*' for any); off by default");
   command->add_flag("--reasoning-inline", o.server.reasoning_inline,
                     "Keep <think>…</think> in content instead of reasoning_content");
-  command->add_option("--http-threads", o.server.http_threads, "Connections served at once (default parallel + queue + 8)")
+  command->add_option("--http-threads", o.server.http_threads, "Connection threads kept ready (default parallel + queue + 8); more start, up to 1024, while idle or slow connections hold them")
       ->check(integer_at_least(0, "0 = the default"));
   command->add_option("--shutdown-grace", o.server.shutdown_grace_seconds,
                       "Seconds in-flight requests may finish after SIGTERM/SIGINT")

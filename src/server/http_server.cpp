@@ -39,9 +39,18 @@ namespace {
 // (a joinable std::thread is destroyed while its constructor unwinds), and it starts them on the
 // serving thread where nothing could catch the error anyway. This one is built in bind(), on the
 // caller's thread, and turns a refused thread into a retort::Error after joining those it started.
+//
+// httplib 0.11 gives each connection a thread for as long as it is open, so idle keep-alive or
+// slow clients occupy threads while they wait; with a fixed pool, 100 such connections stalled
+// every real request for up to the keep-alive and read timeouts. When no thread is free, a new one
+// is started (up to `max_count`; a sleeping connection thread costs a stack's worth of address
+// space and little memory), so a real request is served while the others wait.
+// Connections served at once when idle or slow ones hold the configured threads.
+constexpr size_t kMaxConnectionThreads = 1024;
+
 class ConnectionThreads : public httplib::TaskQueue {
  public:
-  explicit ConnectionThreads(size_t count) {
+  ConnectionThreads(size_t count, size_t max_count) : max_count_(std::max(count, max_count)) {
     try {
       for (size_t i = 0; i < count; ++i) threads_.emplace_back([this] { work(); });
     } catch (const std::system_error& error) {
@@ -59,6 +68,7 @@ class ConnectionThreads : public httplib::TaskQueue {
     {
       std::lock_guard lock(mutex_);
       tasks_.push_back(std::move(task));
+      if (idle_ < tasks_.size() && threads_.size() < max_count_ && !stopping_) grow();
     }
     ready_.notify_one();
   }
@@ -75,12 +85,24 @@ class ConnectionThreads : public httplib::TaskQueue {
   }
 
  private:
+  // Under mutex_. A thread the system refuses leaves the connection queued for a busy thread.
+  void grow() {
+    try {
+      threads_.emplace_back([this] { work(); });
+    } catch (const std::system_error& error) {
+      if (!refused_logged_) spdlog::warn("cannot start another HTTP thread ({}); connections wait for one", error.what());
+      refused_logged_ = true;
+    }
+  }
+
   void work() {
     for (;;) {
       std::function<void()> task;
       {
         std::unique_lock lock(mutex_);
+        ++idle_;
         ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        --idle_;
         if (tasks_.empty()) return;
         task = std::move(tasks_.front());
         tasks_.pop_front();
@@ -89,11 +111,14 @@ class ConnectionThreads : public httplib::TaskQueue {
     }
   }
 
-  std::vector<std::thread> threads_;
+  size_t max_count_;
+  std::vector<std::thread> threads_;  // grows under mutex_, joined after stopping_ is set
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::function<void()>> tasks_;
+  size_t idle_ = 0;  // threads waiting for a connection
   bool stopping_ = false;
+  bool refused_logged_ = false;
 };
 
 // The body limit, checked from the headers before httplib reads any of the body: httplib 0.11
@@ -267,7 +292,7 @@ HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std
   impl.connection_threads = static_cast<size_t>(impl.options.http_threads > 0 ? std::max(4, impl.options.http_threads) : 64);
   impl.http.new_task_queue = [&impl]() -> httplib::TaskQueue* {
     if (impl.prepared_threads) return impl.prepared_threads.release();
-    return new ConnectionThreads(impl.connection_threads);
+    return new ConnectionThreads(impl.connection_threads, kMaxConnectionThreads);
   };
   // Replaces httplib's default (SO_REUSEPORT, which would let a second server share the port):
   // SO_REUSEADDR allows a restart while old connections linger, and the socket is kept for bind().
@@ -346,7 +371,7 @@ int HttpServer::bind() {
   }
   // listen() again on a listening socket only changes its backlog (Linux).
   if (impl.listen_socket >= 0) ::listen(impl.listen_socket, kListenBacklog);
-  impl.prepared_threads = std::make_unique<ConnectionThreads>(impl.connection_threads);
+  impl.prepared_threads = std::make_unique<ConnectionThreads>(impl.connection_threads, kMaxConnectionThreads);
   return port;
 }
 

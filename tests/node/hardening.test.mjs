@@ -171,3 +171,29 @@ test("the body limit holds before the body is read: chunked, negative and oversi
     assert.match(reply, /Connection: close/i, reply);  // the unread body ends the connection
   }
 });
+
+test("idle and slow connections holding every configured HTTP thread do not stall a real request", { skip }, async () => {
+  // More than the default thread count (parallel 16 + queue 64 + 8): half say nothing, half send a
+  // request line and stop, as slow or idle keep-alive clients do.
+  const held = [];
+  for (let i = 0; i < 120; ++i) {
+    const socket = net.connect(port, "127.0.0.1", () => { if (i % 2) socket.write("GET /health HTTP/1.1\r\n"); });
+    socket.on("error", () => {});
+    held.push(socket);
+  }
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    // A bound, not a speed test: without spare threads this waited for the 15-30 s timeouts.
+    const response = await fetch(server.url + "/v1/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "hello", max_tokens: 4, temperature: 0 }),
+      signal: AbortSignal.timeout(8000),
+    });
+    assert.equal(response.status, 200, await response.text());
+    assert.ok(Date.now() - started < 8000);
+  } finally {
+    for (const socket of held) socket.destroy();
+  }
+});
