@@ -222,7 +222,12 @@ TEST(BenchCli, OfflineFiguresOfTheTinyModelAsATableAndJson) {
     expect_positive_spread(depth["tokens_per_second"], "decode");
     EXPECT_GT(depth["roofline_tokens_per_second"].get<double>(), 0);
     EXPECT_GT(depth["roofline_share_median"].get<double>(), 0);
+    // Energy: a figure exactly where the machine has RAPL counters, otherwise the reason, once.
+    const bool measured = report["models"][0]["energy_unavailable"].get<std::string>().empty();
+    EXPECT_EQ(depth["joules_per_token"].is_number(), measured) << depth.dump();
   }
+  EXPECT_TRUE(result.output.find("J per token") != std::string::npos ||
+              result.output.find("energy: not measured (") != std::string::npos) << result.output;
   ASSERT_EQ(run["batched_decode"].size(), 2u);
   for (const json& batch : run["batched_decode"]) expect_positive_spread(batch["aggregate_tokens_per_second"], "batch");
   EXPECT_GT(run["peak_rss_mib"].get<double>(), 0);

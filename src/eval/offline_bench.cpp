@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "eval/timed_forward.h"
+#include "util/energy_meter.h"
 #include "util/error.h"
 #include "util/process_memory.h"
 #include "util/thread_pool.h"
@@ -57,11 +58,12 @@ struct RepSamples {
   std::vector<std::vector<double>> decode;       // [depth][rep]
   std::vector<std::vector<double>> batched;      // [batch][rep], aggregate tok/s
   std::vector<std::vector<double>> batched_ms;   // [batch][rep], ms per step
+  std::vector<double> decode_joules;             // [depth], summed over reps (with an energy meter)
 };
 
 void run_one_rep(Transformer& model, KvCache& cache, const std::vector<int32_t>& prompt,
                  const OfflineBenchOptions& options, const OfflineBenchObserver& observer, const std::string& label,
-                 RepSamples& samples) {
+                 EnergyMeter* energy, RepSamples& samples) {
   std::vector<float> logits;
   const double prompt_tokens = static_cast<double>(options.prompt_tokens);
   const double decode_tokens = static_cast<double>(options.decode_tokens);
@@ -75,9 +77,11 @@ void run_one_rep(Transformer& model, KvCache& cache, const std::vector<int32_t>&
     const int64_t depth = options.depths[d];
     KvSequence sequence;
     if (depth > 0) fill_synthetic_context(model, cache, sequence, depth);
+    const double joules_before = energy != nullptr ? energy->joules() : 0;
     samples.decode[d].push_back(observed(observer, BenchPhase::Decode, depth, label, [&] {
       return decode_tokens / time_greedy_decode(model, cache, sequence, 42, options.decode_tokens, logits);
     }));
+    if (energy != nullptr) samples.decode_joules[d] += energy->joules() - joules_before;
     cache.release(sequence);
   }
   for (size_t b = 0; b < options.batches.size(); ++b) {
@@ -92,7 +96,8 @@ void run_one_rep(Transformer& model, KvCache& cache, const std::vector<int32_t>&
 }
 
 ThreadsFigures bench_threads(LoadedModel& loaded, KvCache& cache, const std::vector<int32_t>& prompt, int threads,
-                             const OfflineBenchOptions& options, const OfflineBenchObserver& observer) {
+                             const OfflineBenchOptions& options, const OfflineBenchObserver& observer,
+                             EnergyMeter* energy) {
   ThreadsFigures figures;
   figures.threads = threads;
   std::vector<double> bandwidth;
@@ -109,17 +114,20 @@ ThreadsFigures bench_threads(LoadedModel& loaded, KvCache& cache, const std::vec
   warm_up(model, cache, prompt);
   RepSamples samples;
   samples.decode.resize(options.depths.size());
+  samples.decode_joules.assign(options.depths.size(), 0.0);
   samples.batched.resize(options.batches.size());
   samples.batched_ms.resize(options.batches.size());
   for (int rep = 0; rep < options.reps; ++rep)
     run_one_rep(model, cache, prompt, options, observer,
-                fmt::format("threads {} rep {}/{}:", threads, rep + 1, options.reps), samples);
+                fmt::format("threads {} rep {}/{}:", threads, rep + 1, options.reps), energy, samples);
   figures.prefill_tokens_per_second = spread_of(samples.prefill);
   const double weight_bytes = weight_bytes_per_token(model.weights());
   for (size_t d = 0; d < options.depths.size(); ++d) {
     const double kv_bytes = kv_bytes_per_token(loaded.config, options.kv_type, options.depths[d], options.decode_tokens);
     figures.depths.push_back({options.depths[d], spread_of(samples.decode[d]),
-                              figures.bandwidth_gbs.max * 1e9 / (weight_bytes + kv_bytes)});
+                              figures.bandwidth_gbs.max * 1e9 / (weight_bytes + kv_bytes), std::nullopt});
+    if (energy != nullptr)  // whole-machine counters: other work running beside the bench counts too
+      figures.depths.back().joules_per_token = samples.decode_joules[d] / (options.decode_tokens * options.reps);
   }
   for (size_t b = 0; b < options.batches.size(); ++b)
     figures.batches.push_back({options.batches[b], spread_of(samples.batched[b]), spread_of(samples.batched_ms[b])});
@@ -160,8 +168,11 @@ ModelBenchFigures bench_loaded_model(LoadedModel& loaded, const OfflineBenchOpti
   figures.weight_gb_per_token = weight_bytes_per_token(loaded.transformer->weights()) / 1e9;
   KvCache cache(loaded.config, cache_positions(options), KvCache::kDefaultBlockSize, options.kv_type);
   const std::vector<int32_t> prompt = synthetic_prompt(options.prompt_tokens, loaded.config.vocab_size);
+  EnergyMeter energy;
+  figures.energy_unavailable = energy.why_not();
   for (int threads : options.threads) {
-    figures.threads.push_back(bench_threads(loaded, cache, prompt, threads, options, observer));
+    figures.threads.push_back(
+        bench_threads(loaded, cache, prompt, threads, options, observer, energy.available() ? &energy : nullptr));
     if (observer.threads_done) observer.threads_done(figures.threads.back());
   }
   return figures;

@@ -6,6 +6,7 @@
 // run this; the timed pieces are in timed_forward.h.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,7 @@ struct DepthFigures {
   int64_t depth = 0;
   Spread decode_tokens_per_second;
   double roofline_tokens_per_second = 0;  // bandwidth ÷ (weights + KV bytes read per token)
+  std::optional<double> joules_per_token;  // decode energy from RAPL counters, where the machine has them
 };
 
 struct BatchFigures {
@@ -59,6 +61,7 @@ struct ModelBenchFigures {
   double weight_gb_per_token = 0;
   double load_seconds = 0;
   double rss_after_load_mib = 0;
+  std::string energy_unavailable;  // why joules_per_token is absent (empty when measured)
   std::vector<ThreadsFigures> threads;
 };
 

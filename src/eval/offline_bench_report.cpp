@@ -76,7 +76,8 @@ nlohmann::json threads_json(const ThreadsFigures& run) {
                       {"tokens_per_second", spread_json(depth.decode_tokens_per_second)},
                       {"roofline_tokens_per_second", depth.roofline_tokens_per_second},
                       {"roofline_share_median", depth.decode_tokens_per_second.median / depth.roofline_tokens_per_second},
-                      {"roofline_share_max", depth.decode_tokens_per_second.max / depth.roofline_tokens_per_second}});
+                      {"roofline_share_max", depth.decode_tokens_per_second.max / depth.roofline_tokens_per_second},
+                      {"joules_per_token", depth.joules_per_token ? nlohmann::json(*depth.joules_per_token) : nlohmann::json()}});
   nlohmann::json batched = nlohmann::json::array();
   for (const BatchFigures& batch : run.batches)
     batched.push_back({{"batch", batch.batch},
@@ -106,6 +107,19 @@ std::string offline_bench_markdown(const std::vector<ModelBenchFigures>& models,
     text += fmt::format("{}: {}, {:.3f} GB of weights read per token, backend {}, loaded in {:.2f}s\n",
                         model_label(models, model), model.architecture, model.weight_gb_per_token, model.backend,
                         model.load_seconds);
+  // Energy: a figure per depth where RAPL counters exist, else the reason, once.
+  for (const ModelBenchFigures& model : models) {
+    if (!model.energy_unavailable.empty()) {
+      text += fmt::format("energy: not measured ({})\n", model.energy_unavailable);
+      break;
+    }
+    for (const ThreadsFigures& run : model.threads)
+      for (const DepthFigures& depth : run.depths)
+        if (depth.joules_per_token)
+          text += fmt::format("{}: {} threads, decode at depth {}: {:.3f} J per token ({:.4f} kWh per 10,000 tokens)\n",
+                              model_label(models, model), run.threads, depth.depth, *depth.joules_per_token,
+                              *depth.joules_per_token * 1e4 / 3.6e6);
+  }
   return text;
 }
 
@@ -120,6 +134,7 @@ std::string offline_bench_json(const std::vector<ModelBenchFigures>& models, con
                        {"weight_gb_per_token", model.weight_gb_per_token},
                        {"load_seconds", model.load_seconds},
                        {"rss_after_load_mib", model.rss_after_load_mib},
+                       {"energy_unavailable", model.energy_unavailable},
                        {"runs", runs}});
   }
   const nlohmann::json options_json = {{"prompt_tokens", options.prompt_tokens},
