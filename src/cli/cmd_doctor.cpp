@@ -215,12 +215,12 @@ Section judge_cuda(const DoctorFacts& facts) {
   const CudaReport& cuda = facts.cuda;
   Section section{"CUDA"};
   if (!cuda.compiled_in) {
-    section.missing(fmt::format("CUDA backend not compiled in: {}", cuda.why_not),
+    section.missing(fmt::format("CUDA device detection not compiled in: {}", cuda.why_not),
                     "install the CUDA toolkit (nvcc, cudart) and rebuild: cmake --preset release && cmake "
                     "--build --preset release");
     return section;
   }
-  section.ok(fmt::format("CUDA backend compiled in (runtime {})", cuda_version_string(cuda.runtime_version)));
+  section.ok(fmt::format("CUDA device detection compiled in (runtime {}); the kernels run on the CPU backend only", cuda_version_string(cuda.runtime_version)));
   if (cuda.driver_version > 0)
     section.note(fmt::format("driver supports CUDA {}", cuda_version_string(cuda.driver_version)));
   if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"))
@@ -318,9 +318,9 @@ Section judge_build(const DoctorFacts& facts) {
   section.note(fmt::format("retort {} ({}, {})", RETORT_VERSION, RETORT_BUILD_TYPE, RETORT_COMPILER));
   // Not a ✗ here: the CUDA section above already says what to do about it.
   if (facts.cuda.compiled_in) {
-    section.ok("CUDA backend: compiled in");
+    section.ok("CUDA device detection: compiled in (no CUDA kernels yet)");
   } else {
-    section.note(fmt::format("CUDA backend: not compiled in ({})", facts.cuda.why_not));
+    section.note(fmt::format("CUDA device detection: not compiled in ({})", facts.cuda.why_not));
   }
   section.note(fmt::format("Ascend backend: not compiled in ({})", facts.npu.why_not_compiled_in));
   if (dist::mpi_compiled_in()) {
