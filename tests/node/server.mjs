@@ -23,9 +23,10 @@ export function fixtureModel(name = "tiny-r1-qwen") {
   return null;
 }
 
-// `model` is MODEL, or "--config" with the file as the first extra argument.
+// `model` is MODEL, or "--config" with the file as the first extra argument, or null when the
+// extra arguments name the models (--model NAME=PATH).
 export async function startServer(model, extraArgs = []) {
-  const args = ["serve", model, ...extraArgs, "--port", "0", "--threads", "1"];
+  const args = ["serve", ...(model === null ? [] : [model]), ...extraArgs, "--port", "0", "--threads", "1"];
   const child = spawn(retortBinary(), args, { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
