@@ -14,7 +14,8 @@ import { fixtureModel, startServer } from "./server.mjs";
 const qwen = fixtureModel("tiny-r1-qwen");
 const llama = fixtureModel("tiny-r1-llama");
 const skip = qwen === null || llama === null ? "fixtures tiny-r1-qwen/llama not found (keep ../shared beside the checkout)" : false;
-const common = ["--template", "chatml", "--ctx", "512"];
+// Two threads, so that the engines' parallel loops really meet in the one shared thread pool.
+const common = ["--template", "chatml", "--ctx", "512", "--threads", "2"];
 const names = ["qwen-a", "qwen-b", "llama"];
 let multi;
 let qwenAlone;
@@ -68,6 +69,7 @@ test("interleaved streamed greedy replies equal each model's replies served alon
     });
   }
   await Promise.all(jobs);
+  assert.ok([...qwenReplies, ...llamaReplies].every((text) => text.length > 0));
   assert.notDeepEqual(qwenReplies, llamaReplies, "the two fixtures should answer differently");
 });
 
