@@ -298,5 +298,27 @@ TEST(ThreadPool, BackToBackAndAfterSleepingLoopsCoverEveryIndex) {
   }
 }
 
+// `retort serve` with several models steps each on its own engine thread, all on the one pool:
+// loops started from two threads at once must each cover their own indices exactly once.
+TEST(ThreadPool, LoopsFromTwoThreadsAtOnceEachCoverEveryIndex) {
+  ThreadPool pool(3);
+  auto caller = [&pool](size_t count, std::atomic<bool>& failed) {
+    for (int loop = 0; loop < 2000 && !failed; ++loop) {
+      std::vector<int> hits(count, 0);
+      pool.parallel_for(count, 1, [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) hits[i]++;
+      });
+      if (std::any_of(hits.begin(), hits.end(), [](int h) { return h != 1; })) failed = true;
+    }
+  };
+  std::atomic<bool> failed_a{false}, failed_b{false};
+  std::thread a(caller, 61, std::ref(failed_a));
+  std::thread b(caller, 89, std::ref(failed_b));
+  a.join();
+  b.join();
+  EXPECT_FALSE(failed_a.load());
+  EXPECT_FALSE(failed_b.load());
+}
+
 }  // namespace
 }  // namespace retort

@@ -19,6 +19,18 @@ struct ConfigEntry {
   std::vector<std::string> values;
 };
 
+// A list element: a plain value, or a {name: …, path: …} map, which stands for "NAME=PATH" (serve's
+// `models:` list reads more naturally that way than as NAME=PATH strings, which work too).
+std::string list_value(const std::string& key, const YAML::Node& element) {
+  if (element.IsMap() && element.size() == 2 && element["name"] && element["path"] && element["name"].IsScalar() &&
+      element["path"].IsScalar()) {
+    return element["name"].as<std::string>() + "=" + element["path"].as<std::string>();
+  }
+  require(element.IsScalar(), ErrorKind::InvalidInput,
+          "config key '{}' must hold plain values (or {{name: …, path: …}} maps)", echo_excerpt(key));
+  return element.as<std::string>();
+}
+
 void collect(const YAML::Node& map, std::vector<ConfigEntry>& entries) {
   for (const auto& item : map) {
     const std::string key = item.first.as<std::string>();
@@ -29,11 +41,7 @@ void collect(const YAML::Node& map, std::vector<ConfigEntry>& entries) {
     }
     ConfigEntry entry{key, {}};
     if (value.IsSequence()) {
-      for (const auto& element : value) {
-        require(element.IsScalar(), ErrorKind::InvalidInput, "config key '{}' must hold plain values",
-                echo_excerpt(key));
-        entry.values.push_back(element.as<std::string>());
-      }
+      for (const auto& element : value) entry.values.push_back(list_value(key, element));
     } else if (value.IsScalar()) {
       entry.values.push_back(value.as<std::string>());
     } else {
@@ -46,6 +54,7 @@ void collect(const YAML::Node& map, std::vector<ConfigEntry>& entries) {
 CLI::Option* find_option(CLI::App& command, std::string key) {
   std::replace(key.begin(), key.end(), '_', '-');
   if (key == "model") return command.get_option_no_throw("MODEL");
+  if (key == "models") return command.get_option_no_throw("--model");  // a list of the repeatable --model
   if (key == "config") return nullptr;
   return command.get_option_no_throw("--" + key);
 }

@@ -107,14 +107,15 @@ bool provide(ActiveResponse& active, httplib::DataSink& sink) {
   return true;
 }
 
-GenerationRequest chat_generation(const ChatCompletionRequest& chat, CompletionServices& services) {
-  const Tokenizer& tokenizer = *services.model.tokenizer;
-  if (!services.model.chat_template) {
+GenerationRequest chat_generation(const ChatCompletionRequest& chat, const ServingModel& model,
+                                  const CompletionServices& services) {
+  const Tokenizer& tokenizer = *model.tokenizer;
+  if (!model.chat_template) {
     throw ApiError(400, "this model has no chat template; use /v1/completions, or restart the server with --template");
   }
   ChatPrompt prompt;
   try {
-    prompt = build_chat_prompt(tokenizer, *services.model.chat_template, chat.messages);
+    prompt = build_chat_prompt(tokenizer, *model.chat_template, chat.messages);
   } catch (const Error& error) {
     throw ApiError(400, error.what(), "messages");
   }
@@ -125,12 +126,12 @@ GenerationRequest chat_generation(const ChatCompletionRequest& chat, CompletionS
   return generation;
 }
 
-GenerationRequest completion_generation(const CompletionRequest& completion, CompletionServices& services) {
+GenerationRequest completion_generation(const CompletionRequest& completion, const ServingModel& model) {
   GenerationRequest generation;
   if (completion.prompt_tokens) {
     // Checked here so the 400 names the token id (the scheduler's check is an OutOfRange, which
     // this handler reports as context_length_exceeded).
-    const int64_t vocab = services.model.scheduler->vocab_size();
+    const int64_t vocab = model.scheduler->vocab_size();
     for (size_t i = 0; i < completion.prompt_tokens->size(); ++i) {
       const int32_t id = (*completion.prompt_tokens)[i];
       if (id >= vocab) {
@@ -143,15 +144,16 @@ GenerationRequest completion_generation(const CompletionRequest& completion, Com
     }
     generation.prompt = *completion.prompt_tokens;
   } else {
-    generation.prompt = services.model.tokenizer->encode(completion.prompt, /*add_special=*/true);
+    generation.prompt = model.tokenizer->encode(completion.prompt, /*add_special=*/true);
   }
   return generation;
 }
 
 // Fills in the budget: max_tokens as asked (the scheduler refuses prompt + max_tokens over the
 // context, with the numbers), or as many as fit, capped.
-void apply_settings(GenerationRequest& generation, const GenerationSettings& settings, CompletionServices& services) {
-  const int64_t context = services.model.scheduler->context();
+void apply_settings(GenerationRequest& generation, const GenerationSettings& settings, const ServingModel& model,
+                    const CompletionServices& services) {
+  const int64_t context = model.scheduler->context();
   const int64_t prompt = static_cast<int64_t>(generation.prompt.size());
   if (prompt == 0) throw ApiError(400, "the prompt is empty; send some text", "prompt");
   if (prompt >= context) {
@@ -184,33 +186,32 @@ uint64_t random_seed() { return thread_rng()(); }
 void handle_completion(Endpoint endpoint, const httplib::Request& request, httplib::Response& response,
                        const std::string& request_id, CompletionServices& services) {
   const auto received = Clock::now();
-  if (services.model.scheduler == nullptr) throw ApiError(503, "the model is still loading; retry shortly");
+  if (services.models.empty()) throw ApiError(503, "the model is still loading; retry shortly");
   if (services.shutting_down->load()) throw ApiError(503, "the server is shutting down");
   const nlohmann::json body = parse_json_body(request.body);
   const bool chat = endpoint == Endpoint::ChatCompletions;
 
+  // The model is picked before the prompt is built: its tokenizer and template make the prompt.
   GenerationRequest generation;
   GenerationSettings settings;
+  const NamedModel* served = nullptr;
   if (chat) {
     ChatCompletionRequest parsed = parse_chat_request(body, services.options->limits, random_seed());
     settings = parsed.settings;
-    generation = chat_generation(parsed, services);
+    served = &services.models.route(settings.model);
+    generation = chat_generation(parsed, served->model, services);
   } else {
     CompletionRequest parsed = parse_completion_request(body, services.options->limits, random_seed());
     settings = parsed.settings;
-    generation = completion_generation(parsed, services);
+    served = &services.models.route(settings.model);
+    generation = completion_generation(parsed, served->model);
   }
-  if (!settings.model.empty() && settings.model != services.model_name) {
-    throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", settings.model,
-                                    services.model_name),
-                   "model", "model_not_found");
-  }
-  apply_settings(generation, settings, services);
+  apply_settings(generation, settings, served->model, services);
   const bool split_reasoning = generation.split_reasoning;
 
   SubmitResult submitted;
   try {
-    submitted = services.model.scheduler->submit(std::move(generation));
+    submitted = served->model.scheduler->submit(std::move(generation));
   } catch (const Error& error) {
     const bool too_long = error.kind() == ErrorKind::OutOfRange;
     throw ApiError(400, error.what(), too_long ? "max_tokens" : "", too_long ? "context_length_exceeded" : "");
@@ -225,7 +226,7 @@ void handle_completion(Endpoint endpoint, const httplib::Request& request, httpl
   context.endpoint = endpoint;
   context.id = (chat ? "chatcmpl-" : "cmpl-") + request_id;
   context.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  context.model = services.model_name;
+  context.model = served->name;
   context.include_usage = settings.include_usage;
   context.logprobs = settings.top_logprobs >= 0;
   context.split_reasoning = split_reasoning;

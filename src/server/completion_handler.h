@@ -11,13 +11,13 @@
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/openai_response.h"
+#include "server/served_models.h"
 
 namespace retort::server {
 
 struct CompletionServices {
   const ServerOptions* options = nullptr;
-  ServingModel model;
-  std::string model_name;
+  ServedModels models;  // a request's `model` field picks one (ServedModels::route)
   ServerMetrics* metrics = nullptr;
   AccessLog* access_log = nullptr;
   const std::atomic<bool>* shutting_down = nullptr;

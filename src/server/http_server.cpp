@@ -210,10 +210,15 @@ bool logged_by_route(const std::string& path) {
   return path == "/v1/chat/completions" || path == "/v1/completions";
 }
 
-std::string model_json(const std::string& name, int64_t created, int64_t context) {
-  nlohmann::json model = {{"id", name}, {"object", "model"}, {"created", created}, {"owned_by", "retort"},
-                          {"context_length", context}};
-  return to_wire(model);
+std::string unknown_model_message(const std::string& wanted, const ServedModels& models) {
+  const std::string message = fmt::format("the model '{}' does not exist", wanted);
+  // The single-model server's message is kept as it was.
+  return models.all().size() > 1 ? message + "; this server serves " + models.quoted_names() : message;
+}
+
+nlohmann::json model_json(const NamedModel& served, int64_t created) {
+  return {{"id", served.name}, {"object", "model"}, {"created", created}, {"owned_by", "retort"},
+          {"context_length", served.model.scheduler->context()}};
 }
 
 }  // namespace
@@ -242,21 +247,21 @@ void HttpServer::Impl::install_routes(HttpServer& owner) {
   http.Get("/v1/models", [this, &owner](const httplib::Request& request, httplib::Response& response) {
     if (!owner.ready()) return reply_error(request, response, ApiError(503, "the model is still loading"), random_id());
     CompletionServices current = services_snapshot();
-    nlohmann::json list = {{"object", "list"},
-                           {"data", nlohmann::json::array({nlohmann::json::parse(
-                                        model_json(current.model_name, started, current.model.scheduler->context()))})}};
-    response.set_content(to_wire(list), "application/json");
+    nlohmann::json data = nlohmann::json::array();
+    for (const auto& served : current.models.all()) data.push_back(model_json(served, started));
+    response.set_content(to_wire({{"object", "list"}, {"data", data}}), "application/json");
   });
   http.Get(R"(/v1/models/(.+))", [this, &owner](const httplib::Request& request, httplib::Response& response) {
     if (!owner.ready()) return reply_error(request, response, ApiError(503, "the model is still loading"), random_id());
     CompletionServices current = services_snapshot();
     const std::string wanted = request.matches[1];
-    if (wanted != current.model_name) {
+    const NamedModel* served = current.models.find(wanted);
+    if (served == nullptr) {
       return reply_error(request, response,
-                         ApiError(404, fmt::format("the model '{}' does not exist", wanted), "model", "model_not_found"),
+                         ApiError(404, unknown_model_message(wanted, current.models), "model", "model_not_found"),
                          random_id());
     }
-    response.set_content(model_json(current.model_name, started, current.model.scheduler->context()), "application/json");
+    response.set_content(to_wire(model_json(*served, started)), "application/json");
   });
   http.Get("/health", [this, &owner](const httplib::Request&, httplib::Response& response) {
     const char* status = shutting_down.load() ? "shutting_down" : owner.ready() ? "ok" : "loading";
@@ -265,8 +270,9 @@ void HttpServer::Impl::install_routes(HttpServer& owner) {
   });
   http.Get("/metrics", [this, &owner](const httplib::Request&, httplib::Response& response) {
     CompletionServices current = services_snapshot();
-    SchedulerStats stats = current.model.scheduler != nullptr ? current.model.scheduler->stats() : SchedulerStats{};
-    response.set_content(metrics.render(stats, owner.ready() && !shutting_down.load()),
+    std::vector<ModelEngineStats> engines;
+    for (const auto& served : current.models.all()) engines.push_back({served.name, served.model.scheduler->stats()});
+    response.set_content(metrics.render_models(engines, owner.ready() && !shutting_down.load()),
                          "text/plain; version=0.0.4; charset=utf-8");
   });
   if (options.web_ui) {
@@ -383,11 +389,14 @@ void HttpServer::wait_until_serving() const {
   }
 }
 
-void HttpServer::attach(ServingModel model) {
+void HttpServer::attach(std::vector<ServingModel> models) {
+  std::vector<NamedModel> named;
+  for (auto& model : models) named.push_back({model.model_name, std::move(model)});
+  if (named.size() == 1 && !impl_->options.model_name.empty()) named[0].name = impl_->options.model_name;
+  ServedModels served(std::move(named));
   {
     std::lock_guard lock(impl_->model_mutex);
-    impl_->services.model = model;
-    impl_->services.model_name = impl_->options.model_name.empty() ? model.model_name : impl_->options.model_name;
+    impl_->services.models = std::move(served);
   }
   ready_.store(true);
 }

@@ -35,12 +35,12 @@ struct ServerOptions {
   bool web_ui = true;                     // serve the chat page at GET /
 };
 
-// The loaded model, as the server needs it. Pointers stay valid until stop().
+// A loaded model, as the server needs it. Pointers stay valid until stop().
 struct ServingModel {
   Scheduler* scheduler = nullptr;
   const Tokenizer* tokenizer = nullptr;
   std::optional<ChatTemplateKind> chat_template;  // none: chat requests are refused (400)
-  std::string model_name;  // used when ServerOptions::model_name is empty
+  std::string model_name;  // the id clients send; for one model, ServerOptions::model_name wins when set
 };
 
 class HttpServer {
@@ -56,7 +56,11 @@ class HttpServer {
   // stop() (httplib ignores a stop that comes before its loop has started).
   void serve();
   void wait_until_serving() const;
-  void attach(ServingModel model);
+  // Makes the server ready with these models; call once, after all are loaded. One model is named
+  // ServerOptions::model_name when that is set; several keep their own names, which must be distinct
+  // (throws retort::Error otherwise).
+  void attach(std::vector<ServingModel> models);
+  void attach(ServingModel model) { attach(std::vector<ServingModel>{std::move(model)}); }
   // New requests get 503 from now on; in-flight ones continue.
   void begin_shutdown();
   void stop();

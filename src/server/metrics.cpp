@@ -79,65 +79,100 @@ std::string gauge(const std::string& name, const std::string& help, double value
   return fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
 }
 
+double kv_usage(const SchedulerStats& engine) {
+  return engine.kv_blocks_total > 0
+             ? static_cast<double>(engine.kv_blocks_used) / static_cast<double>(engine.kv_blocks_total)
+             : 0.0;
+}
+
+// The engine's metrics, one row each: a table so that each is written once for any number of models.
+struct EngineMetric {
+  const char* name;
+  const char* help;
+  const char* type;
+  double (*value)(const SchedulerStats&);
+};
+
+constexpr EngineMetric kEngineMetrics[] = {
+    {"retort_queue_depth", "Requests waiting for admission", "gauge",
+     [](const SchedulerStats& e) { return double(e.queued); }},
+    {"retort_running_sequences", "Sequences the engine is stepping", "gauge",
+     [](const SchedulerStats& e) { return double(e.running); }},
+    {"retort_kv_cache_blocks_used", "KV cache blocks held by sequences", "gauge",
+     [](const SchedulerStats& e) { return double(e.kv_blocks_used); }},
+    {"retort_kv_cache_blocks_total", "KV cache blocks in the pool", "gauge",
+     [](const SchedulerStats& e) { return double(e.kv_blocks_total); }},
+    {"retort_kv_cache_usage_ratio", "Fraction of the KV cache in use", "gauge", kv_usage},
+    {"retort_prompt_tokens_total", "Prompt tokens evaluated", "counter",
+     [](const SchedulerStats& e) { return double(e.prompt_tokens_total); }},
+    {"retort_generated_tokens_total", "Tokens generated", "counter",
+     [](const SchedulerStats& e) { return double(e.generated_tokens_total); }},
+    {"retort_preemptions_total", "Sequences preempted to free KV blocks", "counter",
+     [](const SchedulerStats& e) { return double(e.preemptions_total); }},
+    {"retort_engine_steps_total", "Batched forward steps", "counter",
+     [](const SchedulerStats& e) { return double(e.steps_total); }},
+    {"retort_prefix_cache_blocks", "KV blocks kept for later prompts that start with their tokens", "gauge",
+     [](const SchedulerStats& e) { return double(e.kv_blocks_cached); }},
+    {"retort_prefix_cache_query_tokens_total", "Prompt tokens of admitted requests (prefix cache on)", "counter",
+     [](const SchedulerStats& e) { return double(e.prefix_cache_query_tokens_total); }},
+    {"retort_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache (prefill skipped)", "counter",
+     [](const SchedulerStats& e) { return double(e.prefix_cache_hit_tokens_total); }},
+    {"retort_speculative_proposed_tokens_total", "Draft tokens offered for verification (--draft)", "counter",
+     [](const SchedulerStats& e) { return double(e.speculation.proposed); }},
+    {"retort_speculative_accepted_tokens_total", "Draft tokens the target kept", "counter",
+     [](const SchedulerStats& e) { return double(e.speculation.accepted); }},
+    {"retort_speculative_verify_forwards_total",
+     "Per-sequence verifications (one target forward row block each)", "counter",
+     [](const SchedulerStats& e) { return double(e.speculation.target_forwards); }},
+    {"retort_speculative_acceptance_ratio", "Accepted / proposed draft tokens since start", "gauge",
+     [](const SchedulerStats& e) { return e.speculation.acceptance_rate(); }},
+    {"retort_speculative_tokens_per_forward", "Tokens each verification produced, on average", "gauge",
+     [](const SchedulerStats& e) { return e.speculation.tokens_per_forward(); }},
+};
+
+// HELP and TYPE once, then one sample per model: unlabelled for a single model.
+std::string engine_family(const EngineMetric& metric, const std::vector<ModelEngineStats>& engines) {
+  if (engines.size() <= 1) {
+    return gauge(metric.name, metric.help, engines.empty() ? 0.0 : metric.value(engines[0].stats), metric.type);
+  }
+  std::string out = fmt::format("# HELP {} {}\n# TYPE {} {}\n", metric.name, metric.help, metric.name, metric.type);
+  for (const auto& engine : engines) {
+    out += fmt::format("{}{{model=\"{}\"}} {}\n", metric.name, engine.name, metric.value(engine.stats));
+  }
+  return out;
+}
+
 }  // namespace
 
-std::string ServerMetrics::render_energy(const SchedulerStats& engine) const {
+std::string ServerMetrics::render_energy(uint64_t generated_tokens) const {
   std::string out = gauge("retort_energy_available", "1 when the machine exposes RAPL energy counters",
                           energy_.available() ? 1 : 0);
   if (!energy_.available()) return out;
   const double joules = energy_.joules();
-  uint64_t completed = 0;  // under mutex_, held by render()
+  uint64_t completed = 0;  // under mutex_, held by render_models()
   for (const auto& [key, count] : requests_)
     if (key.second == 200 && (key.first == "/v1/chat/completions" || key.first == "/v1/completions")) completed += count;
   out += gauge("retort_energy_joules_total", "CPU package and DRAM energy since start (RAPL)", joules, "counter");
-  const auto tokens = double(engine.generated_tokens_total);
+  const auto tokens = double(generated_tokens);
   out += gauge("retort_energy_joules_per_token", "Energy since start per generated token", tokens > 0 ? joules / tokens : 0);
   out += gauge("retort_energy_kwh_per_10k_requests", "Energy since start per 10,000 completed requests, in kWh",
                completed > 0 ? joules / 3.6e6 / double(completed) * 1e4 : 0);
   return out;
 }
 
-std::string ServerMetrics::render(const SchedulerStats& engine, bool ready) const {
+std::string ServerMetrics::render_models(const std::vector<ModelEngineStats>& engines, bool ready) const {
   std::lock_guard lock(mutex_);
   std::string out = "# HELP retort_requests_total HTTP requests by endpoint and status code\n"
                     "# TYPE retort_requests_total counter\n";
   for (const auto& [key, count] : requests_) {
     out += fmt::format("retort_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, count);
   }
-  out += gauge("retort_ready", "1 once the model is loaded and requests are admitted", ready ? 1 : 0);
-  out += gauge("retort_queue_depth", "Requests waiting for admission", static_cast<double>(engine.queued));
-  out += gauge("retort_running_sequences", "Sequences the engine is stepping", static_cast<double>(engine.running));
-  out += gauge("retort_kv_cache_blocks_used", "KV cache blocks held by sequences",
-               static_cast<double>(engine.kv_blocks_used));
-  out += gauge("retort_kv_cache_blocks_total", "KV cache blocks in the pool", static_cast<double>(engine.kv_blocks_total));
-  const double usage = engine.kv_blocks_total > 0
-                           ? static_cast<double>(engine.kv_blocks_used) / static_cast<double>(engine.kv_blocks_total)
-                           : 0.0;
-  out += gauge("retort_kv_cache_usage_ratio", "Fraction of the KV cache in use", usage);
-  out += gauge("retort_prompt_tokens_total", "Prompt tokens evaluated", static_cast<double>(engine.prompt_tokens_total),
-               "counter");
-  out += gauge("retort_generated_tokens_total", "Tokens generated", static_cast<double>(engine.generated_tokens_total),
-               "counter");
-  out += gauge("retort_preemptions_total", "Sequences preempted to free KV blocks",
-               static_cast<double>(engine.preemptions_total), "counter");
-  out += gauge("retort_engine_steps_total", "Batched forward steps", static_cast<double>(engine.steps_total), "counter");
-  out += gauge("retort_prefix_cache_blocks", "KV blocks kept for later prompts that start with their tokens",
-               static_cast<double>(engine.kv_blocks_cached));
-  out += gauge("retort_prefix_cache_query_tokens_total", "Prompt tokens of admitted requests (prefix cache on)",
-               static_cast<double>(engine.prefix_cache_query_tokens_total), "counter");
-  out += gauge("retort_prefix_cache_hit_tokens_total", "Prompt tokens found in the prefix cache (prefill skipped)",
-               static_cast<double>(engine.prefix_cache_hit_tokens_total), "counter");
-  const SpeculationStats& draft = engine.speculation;
-  out += gauge("retort_speculative_proposed_tokens_total", "Draft tokens offered for verification (--draft)",
-               static_cast<double>(draft.proposed), "counter");
-  out += gauge("retort_speculative_accepted_tokens_total", "Draft tokens the target kept",
-               static_cast<double>(draft.accepted), "counter");
-  out += gauge("retort_speculative_verify_forwards_total", "Per-sequence verifications (one target forward row block each)",
-               static_cast<double>(draft.target_forwards), "counter");
-  out += gauge("retort_speculative_acceptance_ratio", "Accepted / proposed draft tokens since start", draft.acceptance_rate());
-  out += gauge("retort_speculative_tokens_per_forward", "Tokens each verification produced, on average",
-               draft.tokens_per_forward());
-  out += render_energy(engine);
+  out += gauge("retort_ready", "1 once every model is loaded and requests are admitted", ready ? 1 : 0);
+  for (const EngineMetric& metric : kEngineMetrics) out += engine_family(metric, engines);
+  // The machine's energy is not split between models: it is per token of all of them.
+  uint64_t generated_tokens = 0;
+  for (const auto& engine : engines) generated_tokens += engine.stats.generated_tokens_total;
+  out += render_energy(generated_tokens);
   out += time_to_first_token_.render("retort_time_to_first_token_seconds", "Time from request to first token");
   out += inter_token_.render("retort_inter_token_latency_seconds", "Time between streamed tokens");
   out += request_duration_.render("retort_request_duration_seconds", "Time from request to last byte");

@@ -34,6 +34,13 @@ class Histogram {
 // forge sample lines (a quote and a newline) and every distinct path would add a series.
 std::string_view endpoint_label(std::string_view path);
 
+// One served model's engine numbers, under the name clients select it by. The names come from the
+// server's configuration, never from a request, so they are safe as label values.
+struct ModelEngineStats {
+  std::string name;
+  SchedulerStats stats;
+};
+
 class ServerMetrics {
  public:
   ServerMetrics();
@@ -42,12 +49,15 @@ class ServerMetrics {
   void observe_time_to_first_token(double seconds);
   void observe_inter_token(double seconds);
   void observe_request_duration(double seconds);
-  std::string render(const SchedulerStats& engine, bool ready) const;
+  // The engine's gauges and counters carry a model="NAME" label when several models are served;
+  // with one (or none yet) they are unlabelled, as they were before several could be served.
+  std::string render_models(const std::vector<ModelEngineStats>& engines, bool ready) const;
+  std::string render(const SchedulerStats& engine, bool ready) const { return render_models({{"", engine}}, ready); }
 
  private:
   // Energy where the machine has RAPL counters: joules, per generated token, kWh per 10,000
   // completed requests (the guide's unit). Elsewhere /metrics says 0 in retort_energy_available.
-  std::string render_energy(const SchedulerStats& engine) const;
+  std::string render_energy(uint64_t generated_tokens) const;
   mutable EnergyMeter energy_;
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;

@@ -111,6 +111,7 @@ void ThreadPool::parallel_for(size_t count, size_t grain,
   }
   // A few chunks per thread balance uneven work without much scheduling overhead.
   size_t chunks = std::min(threads * 4, (count + grain - 1) / grain);
+  std::lock_guard dispatch(dispatch_mutex_);
   {
     std::lock_guard lock(mutex_);
     body_ = &body;

@@ -35,6 +35,9 @@ class ThreadPool {
   void run_chunks();
 
   std::vector<std::thread> workers_;
+  // One loop at a time: the loop's fields below are shared, and `retort serve` with several models
+  // has one engine thread per model calling parallel_for at once. The others wait their turn.
+  std::mutex dispatch_mutex_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;

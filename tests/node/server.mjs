@@ -23,9 +23,11 @@ export function fixtureModel(name = "tiny-r1-qwen") {
   return null;
 }
 
-// `model` is MODEL, or "--config" with the file as the first extra argument.
+// `model` is MODEL, or "--config" with the file as the first extra argument, or null when the
+// extra arguments name the models (--model NAME=PATH). One thread unless extraArgs set --threads.
 export async function startServer(model, extraArgs = []) {
-  const args = ["serve", model, ...extraArgs, "--port", "0", "--threads", "1"];
+  const threads = extraArgs.includes("--threads") ? [] : ["--threads", "1"];
+  const args = ["serve", ...(model === null ? [] : [model]), ...extraArgs, "--port", "0", ...threads];
   const child = spawn(retortBinary(), args, { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
