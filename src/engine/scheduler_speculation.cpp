@@ -61,8 +61,7 @@ void Scheduler::verify_and_emit(Sequence& s, std::span<const float> rows) {
   }
   const auto row = [&](int i) { return rows.subspan(static_cast<size_t>(i * vocab), static_cast<size_t>(vocab)); };
   // Indexed once the tokens match the cache (before emitting, which may end the sequence).
-  std::vector<int32_t> kept(history.begin(), history.begin() + s.kv.length);
-  cache_.index_full_blocks(s.kv, kept);
+  cache_.index_full_blocks(s.kv, std::span<const int32_t>(history).first(static_cast<size_t>(s.kv.length)));
   for (int i = 0; i < verdict.accepted && !s.done; ++i) emit(s, s.proposal.tokens[static_cast<size_t>(i)], row(i));
   if (!s.done) emit(s, verdict.next, row(verdict.accepted));
   s.proposal.tokens.clear();

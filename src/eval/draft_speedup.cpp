@@ -10,6 +10,12 @@ namespace retort {
 
 namespace {
 
+int64_t longest(const std::vector<std::vector<int32_t>>& prompts) {
+  int64_t most = 0;
+  for (const auto& prompt : prompts) most = std::max<int64_t>(most, static_cast<int64_t>(prompt.size()));
+  return most;
+}
+
 struct Totals {
   int64_t generated = 0;
   double decode_seconds = 0;
@@ -23,9 +29,7 @@ Totals generate_all(Transformer& target, Drafter* drafter, const Tokenizer& toke
   options.max_tokens = decode_tokens;
   options.drafter = drafter;
   Totals totals;
-  int64_t longest = 0;
-  for (const auto& prompt : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(prompt.size()));
-  KvCache cache(target.config(), std::min(target.config().max_positions, longest + decode_tokens + 1));
+  KvCache cache(target.config(), std::min(target.config().max_positions, longest(prompts) + decode_tokens + 1));
   for (const auto& prompt : prompts) {
     CachedSequence sequence;  // a fresh sequence: nothing is reused from the last prompt
     const GenerationStats stats = generate(target, cache, sequence, tokenizer, prompt, options, [](std::string_view) {});
@@ -47,9 +51,8 @@ DraftSpeedup measure_draft_speedup(Transformer& target, Transformer& draft, cons
                                    const std::vector<std::vector<int32_t>>& prompts, int decode_tokens, int draft_tokens) {
   require(!prompts.empty() && decode_tokens >= 1, ErrorKind::InvalidInput,
           "measuring a draft needs at least one prompt and one token to decode");
-  int64_t longest = 0;
-  for (const auto& prompt : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(prompt.size()));
-  Drafter drafter(draft, target.config().vocab_size, std::min(draft.config().max_positions, longest + decode_tokens + 1),
+  Drafter drafter(draft, target.config().vocab_size,
+                  std::min(draft.config().max_positions, longest(prompts) + decode_tokens + 1),
                   draft_tokens, DType::F32);
   // The target alone first, then with the draft, on the same prompts (the first run also warms up).
   const Totals alone = generate_all(target, nullptr, tokenizer, prompts, decode_tokens);
