@@ -25,6 +25,9 @@
 #        "model type threads test value" line each, and reused by later runs (they do not change with
 #        retort's build); delete the file, or set LLAMA_CACHE="", to measure llama.cpp again
 #        (on a VM whose speed drifts, LLAMA_CACHE="" keeps each pair of figures minutes apart)
+#        QUANTIZE="q4_k q8_0": also time `retort quantize` against `llama-quantize` (all cores each)
+#        re-encoding the model's bf16 file in each of these types, wall seconds, best of $REPS
+#        (QUANTIZE="" skips it)
 #
 # q4_k is llama-quantize's Q4_K_M recipe applied to the bf16 file (retort quantize when the binary
 # is absent). llama.cpp is not part of retort: build it yourself beside the project (llama-bench,
@@ -45,6 +48,7 @@ BATCHES=${BATCHES:-8,16}
 REPS=${REPS:-2}
 LONG_THREADS=${LONG_THREADS-$THREADS}
 LLAMA_CACHE=${LLAMA_CACHE-.cache/llama-compare/llama-results.txt}
+QUANTIZE=${QUANTIZE-q4_k q8_0}
 RETORT=$BUILD/retort
 WORK=.cache/llama-compare
 mkdir -p "$WORK"
@@ -77,12 +81,43 @@ llama_batched() {  # aggregate decode tok/s of $2 sequences, 128 positions of co
     awk -F'|' '$2 ~ /^ *128 *$/ { gsub(/ /, "", $9); print $9 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
+# Wall seconds of the fastest of $REPS runs of a command (its output discarded).
+best_seconds() {
+  local best="" start end
+  for _ in $(seq "$REPS"); do
+    start=$(date +%s.%N)
+    "$@" >/dev/null 2>&1
+    end=$(date +%s.%N)
+    best=$(awk -v b="$best" -v s="$start" -v e="$end" 'BEGIN { t = e - s; if (b == "" || t < b) b = t; printf "%.1f", b }')
+  done
+  echo "$best"
+}
+# retort quantize against llama-quantize on the same bf16 file, interleaved, for each $QUANTIZE type.
+compare_quantize() {
+  local model=$1 source=$WORK/$1-bf16.gguf type llama_type ours theirs
+  echo
+  echo "## $model: re-encoding the bf16 file (wall seconds, all cores; speed ratio retort ÷ llama-quantize)"
+  echo
+  echo "| type | retort quantize | llama-quantize | speed ratio |"
+  echo "|---|---|---|---|"
+  cat "$source" >/dev/null  # both start from a warm page cache
+  for type in $QUANTIZE; do
+    case $type in q4_k) llama_type=Q4_K_M ;; q8_0) llama_type=Q8_0 ;; q4_0) llama_type=Q4_0 ;; *) llama_type="" ;; esac
+    [ -n "$llama_type" ] || { echo "| $type | — | — | (no llama-quantize type for $type) |"; continue; }
+    ours=$(best_seconds "$RETORT" quantize "$source" "$WORK/quantize-retort.gguf" --type "$type")
+    theirs=$(best_seconds "$LLAMA/llama-quantize" "$source" "$WORK/quantize-llama.gguf" "$llama_type" "$(nproc)")
+    rm -f "$WORK/quantize-retort.gguf" "$WORK/quantize-llama.gguf"
+    echo "| $type | $ours s | $theirs s | $(ratio "$theirs" "$ours") |"
+  done
+}
 
 for model in $MODELS; do
   hf=.cache/bench-models/$model
   tokenizer=.cache/tokenizers/qwen
   case $model in *Llama*) tokenizer=.cache/tokenizers/llama3 ;; esac
   [ -f "$hf/config.json" ] || "$RETORT" init --config "configs/models/$model.json" --out "$hf" --seed 1 --tokenizer "$tokenizer"
+  [ -f "$WORK/$model-bf16.gguf" ] || "$RETORT" convert "$hf" -o "$WORK/$model-bf16.gguf" --type bf16 >/dev/null
+  if [ -n "$QUANTIZE" ] && [ -x "$LLAMA/llama-quantize" ]; then compare_quantize "$model"; fi
   echo
   echo "## $model: prefill $PROMPT, decode $DECODE, depth $DEPTH, batches $BATCHES (retort ÷ llama.cpp; tok/s in brackets)"
   echo
@@ -94,7 +129,6 @@ for model in $MODELS; do
     gguf=$WORK/$model-$type.gguf
     if [ ! -f "$gguf" ]; then
       if [ "$type" = q4_k ] && [ -x "$LLAMA/llama-quantize" ]; then
-        [ -f "$WORK/$model-bf16.gguf" ] || "$RETORT" convert "$hf" -o "$WORK/$model-bf16.gguf" --type bf16 >/dev/null
         "$LLAMA/llama-quantize" "$WORK/$model-bf16.gguf" "$gguf" Q4_K_M "$(nproc)" >/dev/null 2>&1
       else
         "$RETORT" convert "$hf" -o "$gguf" --type "$type" >/dev/null

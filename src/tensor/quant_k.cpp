@@ -2,11 +2,12 @@
 // one f16 scale per super-block.
 //
 // How the quantizers choose scales (retort's own choice; any choice gives valid blocks):
-//  1. Each sub-block gets the best scale (and, for Q4_K, offset) that a small search finds: for
-//     21 level grids spanning the sub-block's range with 14.0, 14.1, ..., 16.0 steps (Q4_K) or
-//     its largest magnitude with 31.0 ... 33.0 steps (Q6_K), round the values onto the grid, fit
-//     the scale (and offset) to those levels by least squares, re-round the values with the
-//     fitted scale, and keep the candidate with the least squared error (unweighted).
+//  1. Each sub-block gets the best scale (and, for Q4_K, offset) that a small search finds
+//     (scale_search.h): for 21 level grids spanning the sub-block's range with 14.0, 14.1, ...,
+//     16.0 steps (Q4_K) or its largest magnitude with 31.0 ... 33.0 steps (Q6_K), round the
+//     values onto the grid, fit the scale (and offset) to those levels by least squares,
+//     re-round the values with the fitted scale, and keep the candidate (or the plain grid)
+//     with the least squared error (unweighted).
 //  2. The super-block scale is the largest sub-block scale over 63 (Q4_K, 6-bit unsigned) or
 //     over -128 (Q6_K, int8; the negative sign lets the largest scale use the extra level -128).
 //  3. Sub-block scales are rounded to that unit, and the values are re-rounded to levels using
@@ -19,18 +20,14 @@
 #include <cstring>
 
 #include "tensor/dtype.h"
+#include "tensor/scale_search.h"
 
 namespace retort::quant_detail {
 namespace {
 
-constexpr int kSearchSteps = 10;        // candidates on each side of the plain grid
-constexpr float kSearchStepSize = 0.1f;  // in levels
-
 // Round to nearest, ties to even, of a value clamped to integer bounds far below 2^22: adding and
 // subtracting 1.5 · 2^23 leaves exactly that rounding in f32 (the default rounding mode), and
-// inlines where std::nearbyint is a library call (no SSE4.1 in the baseline ISA): the search
-// below rounds 21 candidate grids per sub-block, and the call made `convert --type q4_k` twice
-// as slow. Clamping first gives the same result as rounding first, the bounds being integers.
+// inlines where std::nearbyint is a library call (no SSE4.1 in the baseline ISA). Clamping first gives the same result as rounding first, the bounds being integers.
 float round_clamped(float value, float lowest, float highest) {
   constexpr float kShifter = 12582912.0f;  // 1.5 · 2^23
   // (Without -ffast-math the compiler may not fold (x + c) − c back into x.)
@@ -40,79 +37,9 @@ float round_clamped(float value, float lowest, float highest) {
 
 // ---- Q4_K ------------------------------------------------------------------------------------
 
-constexpr int kQ4KSubBlocks = 8;
-constexpr int kQ4KSubBlockElements = 32;
-constexpr int kQ4KMaxLevel = 15;
 constexpr int kQ4KMaxSubScale = 63;  // 6 bits
 constexpr int kQ4KScalesOffset = 4;
 constexpr int kQ4KNibblesOffset = 16;
-
-// value ≈ scale*q - min with q in [0, max_level]. The format can only subtract, so min >= 0,
-// which is why a sub-block of positive values still starts its grid at 0.
-struct AffineFit {
-  float scale = 0.0f;
-  float min = 0.0f;
-};
-
-double affine_squared_error(const float* x, int count, AffineFit fit, int max_level) {
-  double error = 0.0;
-  const float inverse_scale = fit.scale > 0.0f ? 1.0f / fit.scale : 0.0f;
-  for (int i = 0; i < count; ++i) {
-    float level = round_clamped((x[i] + fit.min) * inverse_scale, 0.0f, static_cast<float>(max_level));
-    double residual = static_cast<double>(fit.scale) * level - fit.min - x[i];
-    error += residual * residual;
-  }
-  return error;
-}
-
-// Least-squares scale and offset for levels from one candidate grid, the offset kept <= 0.
-bool fit_to_grid(const float* x, int count, float grid_origin, float grid_inverse_step,
-                 int max_level, AffineFit& fit) {
-  double n = count, sum_l = 0, sum_ll = 0, sum_x = 0, sum_lx = 0;
-  for (int i = 0; i < count; ++i) {
-    double level = round_clamped((x[i] - grid_origin) * grid_inverse_step, 0.0f,
-                                 static_cast<float>(max_level));
-    sum_l += level;
-    sum_ll += level * level;
-    sum_x += x[i];
-    sum_lx += level * x[i];
-  }
-  double determinant = n * sum_ll - sum_l * sum_l;
-  if (determinant <= 0.0) return false;  // one level for every value: no slope to fit
-  double scale = (n * sum_lx - sum_l * sum_x) / determinant;
-  double offset = (sum_ll * sum_x - sum_l * sum_lx) / determinant;
-  if (offset > 0.0) {
-    offset = 0.0;
-    scale = sum_lx / sum_ll;
-  }
-  if (!(scale > 0.0)) return false;
-  fit = {static_cast<float>(scale), static_cast<float>(-offset)};
-  return true;
-}
-
-AffineFit fit_affine_levels(const float* x, int count, int max_level) {
-  float lowest = 0.0f;
-  float highest = x[0];
-  for (int i = 0; i < count; ++i) {
-    lowest = std::min(lowest, x[i]);
-    highest = std::max(highest, x[i]);
-  }
-  if (highest <= lowest) return {0.0f, -lowest};  // constant, non-positive: the offset is exact
-  const float range = highest - lowest;
-  AffineFit best{range / static_cast<float>(max_level), -lowest};
-  double best_error = affine_squared_error(x, count, best, max_level);
-  for (int step = -kSearchSteps; step <= kSearchSteps; ++step) {
-    float grid_levels = static_cast<float>(max_level) + kSearchStepSize * static_cast<float>(step);
-    AffineFit candidate;
-    if (!fit_to_grid(x, count, lowest, grid_levels / range, max_level, candidate)) continue;
-    double error = affine_squared_error(x, count, candidate, max_level);
-    if (error < best_error) {
-      best = candidate;
-      best_error = error;
-    }
-  }
-  return best;
-}
 
 // Six-bit scales and mins of the 8 sub-blocks in 12 bytes: sub-blocks 0..3 keep theirs in the
 // low 6 bits of bytes 0..3 (scale) and 4..7 (min); sub-blocks 4..7 keep their low 4 bits in
@@ -143,59 +70,9 @@ uint8_t quantize_sub_scale(float value, float unit, int highest) {
 
 // ---- Q6_K ------------------------------------------------------------------------------------
 
-constexpr int kQ6KSubBlocks = 16;
-constexpr int kQ6KSubBlockElements = 16;
-constexpr int kQ6KLowestLevel = -32;
-constexpr int kQ6KHighestLevel = 31;
 constexpr int kQ6KQhOffset = 128;
 constexpr int kQ6KScalesOffset = 192;
 constexpr int kQ6KScaleOffset = 208;
-
-// The first value of largest magnitude, sign kept.
-float signed_extreme(const float* x, int count) {
-  float extreme = 0.0f;
-  for (int i = 0; i < count; ++i) {
-    if (std::fabs(x[i]) > std::fabs(extreme)) extreme = x[i];
-  }
-  return extreme;
-}
-
-double symmetric_squared_error(const float* x, int count, float scale) {
-  double error = 0.0;
-  for (int i = 0; i < count; ++i) {
-    float level = round_clamped(x[i] / scale, kQ6KLowestLevel, kQ6KHighestLevel);
-    double residual = static_cast<double>(scale) * level - x[i];
-    error += residual * residual;
-  }
-  return error;
-}
-
-// value ≈ scale*q with q in [-32, 31]. The plain grid maps the extreme value onto -32 (so scale
-// has the opposite sign of the extreme), using the one extra level on the side that needs it.
-float fit_symmetric_scale(const float* x, int count) {
-  const float extreme = signed_extreme(x, count);
-  if (extreme == 0.0f) return 0.0f;
-  float best = extreme / static_cast<float>(kQ6KLowestLevel);
-  double best_error = symmetric_squared_error(x, count, best);
-  for (int step = -kSearchSteps; step <= kSearchSteps; ++step) {
-    float grid_levels = static_cast<float>(-kQ6KLowestLevel) + kSearchStepSize * static_cast<float>(step);
-    float inverse_step = -grid_levels / extreme;
-    double sum_ll = 0.0, sum_lx = 0.0;
-    for (int i = 0; i < count; ++i) {
-      double level = round_clamped(x[i] * inverse_step, kQ6KLowestLevel, kQ6KHighestLevel);
-      sum_ll += level * level;
-      sum_lx += level * x[i];
-    }
-    if (sum_ll == 0.0 || sum_lx == 0.0) continue;
-    auto candidate = static_cast<float>(sum_lx / sum_ll);
-    double error = symmetric_squared_error(x, count, candidate);
-    if (error < best_error) {
-      best = candidate;
-      best_error = error;
-    }
-  }
-  return best;
-}
 
 // 6-bit levels (0..63, stored biased by 32) of 256 values into ql/qh. Each 128-value half uses
 // 64 ql bytes and 32 qh bytes: ql[l] holds values l (low nibble) and l+64 (high nibble),
@@ -219,10 +96,10 @@ void pack_q6_k_levels(const uint8_t* levels, uint8_t* block) {
 
 void quantize_block_q4_k(const float* values, uint8_t* block) {
   AffineFit fits[kQ4KSubBlocks];
+  fit_q4_k_sub_blocks(values, fits);
   float largest_scale = 0.0f;
   float largest_min = 0.0f;
   for (int s = 0; s < kQ4KSubBlocks; ++s) {
-    fits[s] = fit_affine_levels(values + s * kQ4KSubBlockElements, kQ4KSubBlockElements, kQ4KMaxLevel);
     largest_scale = std::max(largest_scale, fits[s].scale);
     largest_min = std::max(largest_min, fits[s].min);
   }
@@ -283,9 +160,7 @@ void dequantize_block_q4_k(const uint8_t* block, float* values) {
 
 void quantize_block_q6_k(const float* values, uint8_t* block) {
   float sub_scales[kQ6KSubBlocks];
-  for (int s = 0; s < kQ6KSubBlocks; ++s) {
-    sub_scales[s] = fit_symmetric_scale(values + s * kQ6KSubBlockElements, kQ6KSubBlockElements);
-  }
+  fit_q6_k_sub_blocks(values, sub_scales);
   const float extreme_scale = signed_extreme(sub_scales, kQ6KSubBlocks);
   const uint16_t d_bits = f32_to_f16(extreme_scale / -128.0f);
   store_u16(block + kQ6KScaleOffset, d_bits);

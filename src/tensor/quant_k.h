@@ -9,6 +9,13 @@ namespace retort::quant_detail {
 constexpr int kSuperBlockElements = 256;
 constexpr int kQ4KBlockBytes = 144;
 constexpr int kQ6KBlockBytes = 210;
+constexpr int kQ4KSubBlocks = 8;
+constexpr int kQ4KSubBlockElements = 32;
+constexpr int kQ4KMaxLevel = 15;
+constexpr int kQ6KSubBlocks = 16;
+constexpr int kQ6KSubBlockElements = 16;
+constexpr int kQ6KLowestLevel = -32;
+constexpr int kQ6KHighestLevel = 31;
 
 void quantize_block_q4_k(const float* values /* [256] */, uint8_t* block /* [144] */);
 void dequantize_block_q4_k(const uint8_t* block /* [144] */, float* values /* [256] */);
