@@ -281,6 +281,22 @@ TEST(QuantBlocks, Q8_0IntegerMultiplesOfTheScaleComeBackExactly) {
   EXPECT_EQ(dequantize(BlockType::Q8_0, bytes, 1, 64), values);
 }
 
+// Halfway values round away from zero (roundf, as ggml's q8_0 quantizer rounds), and values a
+// hair below halfway round down: 0.49999997 is where adding 0.5 and truncating goes wrong.
+TEST(QuantBlocks, Q8_0RoundsHalfwayAwayFromZeroLikeRoundf) {
+  std::vector<float> values(256);
+  for (int j = 0; j < 256; ++j) {
+    const float whole = static_cast<float>(j % 126 - 63);
+    values[j] = j % 4 == 0 ? whole + 0.5f : j % 4 == 1 ? whole - 0.5f : j % 4 == 2 ? whole + 0.49999997f : -whole - 0.49999997f;
+  }
+  for (int block = 0; block < 8; ++block) values[block * 32] = 127.0f;  // scale exactly 1
+  auto bytes = quantize(BlockType::Q8_0, values, 1, 256);
+  for (int j = 0; j < 256; ++j) {
+    EXPECT_EQ(static_cast<int8_t>(bytes[(j / 32) * 34 + 2 + j % 32]), static_cast<int8_t>(std::round(values[j])))
+        << "value " << values[j];
+  }
+}
+
 TEST(QuantBlocks, Q4_0LevelsComeBackExactlyWithEitherSignOfTheExtreme) {
   for (float d : {0.25f, -0.25f}) {
     std::vector<float> values(32);

@@ -27,15 +27,37 @@ constexpr float kF16Max = 65504.0f;
 
 // ggml's reference Q8_0 quantizer: d = amax/127 and q = round(x/d) with d still in f32, so the
 // bytes are the ones llama.cpp writes; only the stored d is rounded to f16.
+// roundf's rounding (half away from zero, as ggml's q8_0 quantizer rounds) for |value| < 2^31,
+// without branches: std::round is a library call on the baseline ISA (6 % of `quantize --type
+// q8_0`), and a branch on the fraction mispredicts half the time. Written so the loop below
+// vectorizes; every step is exact (truncation, the fraction, adding one).
+float round_half_away(float value) {
+  const float magnitude = std::fabs(value);
+  const float whole = static_cast<float>(static_cast<int32_t>(magnitude));
+  const float rounded = whole + (magnitude - whole >= 0.5f ? 1.0f : 0.0f);
+  return std::copysign(rounded, value);
+}
+
+// The largest magnitude of `count` values (a multiple of 8) in 8 independent lanes, which the
+// compiler vectorizes; max is exact, so the order does not change the result.
+float largest_magnitude(const float* values, int count) {
+  float lanes[8] = {};
+  for (int i = 0; i < count; i += 8) {
+    for (int lane = 0; lane < 8; ++lane) {
+      const float magnitude = std::fabs(values[i + lane]);
+      lanes[lane] = lanes[lane] < magnitude ? magnitude : lanes[lane];
+    }
+  }
+  return *std::max_element(lanes, lanes + 8);
+}
+
 void quantize_block_q8_0(const float* values, uint8_t* block) {
-  float amax = 0.0f;
-  for (int i = 0; i < kQ8_0Elements; ++i) amax = std::max(amax, std::fabs(values[i]));
+  const float amax = largest_magnitude(values, kQ8_0Elements);
   const float d = amax / 127.0f;
   const float inverse_d = d != 0.0f ? 1.0f / d : 0.0f;
   store_u16(block, f32_to_f16(d));
   for (int i = 0; i < kQ8_0Elements; ++i) {
-    auto level = static_cast<int8_t>(std::round(values[i] * inverse_d));
-    block[2 + i] = static_cast<uint8_t>(level);
+    block[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(static_cast<int32_t>(round_half_away(values[i] * inverse_d))));
   }
 }
 
