@@ -3,7 +3,7 @@
 // and KV cache read per token ÷ measured bandwidth).
 //
 //   bench_inference MODEL [--threads 1,2] [--prompt 128] [--decode 32] [--depth 0,4096]
-//                   [--kv-type f16|f32] [--act-type bf16|f32] [--reps 1] [--profile]
+//                   [--kv-type f16|f32|q8] [--act-type bf16|f32] [--reps 1] [--profile]
 //
 // --kv-type and --act-type default to what `retort run` uses (f16, bf16).
 //
@@ -105,7 +105,7 @@ int main(int argc, char** argv) try {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: bench_inference MODEL [--threads 1,2] [--prompt N] [--decode N] [--depth 0,4096] "
-                 "[--kv-type f16|f32] [--act-type bf16|f32] [--reps N] [--profile]\n");
+                 "[--kv-type f16|f32|q8] [--act-type bf16|f32] [--reps N] [--profile]\n");
     return 2;
   }
   const Options options = parse(argc, argv);
@@ -119,7 +119,7 @@ int main(int argc, char** argv) try {
   std::printf("model %s: %s, %.2f GB of weights read per token, backend %s, KV %s, load %.2fs, RSS after load %.0f MiB\n",
               options.model.c_str(), std::string(architecture_name(config.arch)).c_str(),
               weight_bytes_per_token(model->transformer->weights()) / 1e9, cpu.name().c_str(),
-              std::string(dtype_name(options.bench.kv_type)).c_str(), load_seconds, resident_mib());
+              std::string(kv_cache_type_name(options.bench.kv_type)).c_str(), load_seconds, resident_mib());
   std::printf("| threads | bandwidth GB/s | prefill %lld tok/s | depth | decode tok/s | roofline tok/s | decode / roofline | RSS MiB |\n",
               static_cast<long long>(options.bench.prompt_tokens));
   std::printf("|---|---|---|---|---|---|---|---|\n");

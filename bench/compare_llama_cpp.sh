@@ -39,8 +39,8 @@ cd "$(dirname "$0")/.."
 LLAMA=${1:?usage: bench/compare_llama_cpp.sh LLAMA_CPP_BIN_DIR [BUILD_DIR]}
 BUILD=${2:-build/release}
 MODELS=${MODELS:-DeepSeek-R1-Distill-Qwen-1.5B DeepSeek-R1-Distill-Llama-8B}
-THREADS=${THREADS:-1 2}
-TYPES=${TYPES:-bf16 q8_0 q4_0 q4_k}
+THREADS=${THREADS-1 2}
+TYPES=${TYPES-bf16 q8_0 q4_0 q4_k}
 PROMPT=${PROMPT:-512}
 DECODE=${DECODE:-64}
 DEPTH=${DEPTH:-4096}

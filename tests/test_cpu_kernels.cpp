@@ -170,7 +170,8 @@ TEST_P(CpuKernels, SiluMulAndAddMatchReference) {
 }
 
 // Attention over a paged cache whose blocks are deliberately out of order, with GQA, against f64 on
-// the values the cache holds (f16 keys and values are rounded when written). Head sizes that take
+// the values the cache holds (f16 keys and values are rounded when written, int8 ones quantized
+// per head row: the reference takes levels × scale, after checking each is the nearest level). Head sizes that take
 // the vector path (multiples of 8 and 16) and one that does not; groups of 1 to 7 query heads;
 // positions that end inside a block.
 void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t kv_heads, int64_t head_dim,
@@ -183,13 +184,28 @@ void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t 
   std::vector<uint8_t> keys((blocks_used + 2) * block_size * kv_dim * dtype_size(kv_type)), values(keys.size());
   auto k_rows = random_floats(static_cast<size_t>(length * kv_dim), rng);
   auto v_rows = random_floats(static_cast<size_t>(length * kv_dim), rng);
-  KvCacheLayout cache{keys.data(), values.data(), block_size, kv_dim, kv_type};
+  std::vector<float> key_scales((blocks_used + 2) * block_size * kv_heads), value_scales(key_scales.size());
+  KvCacheLayout cache{keys.data(), values.data(), block_size, kv_dim, kv_type, head_dim};
+  if (kv_type == DType::I8) cache.key_scales = key_scales.data(), cache.value_scales = value_scales.data();
   std::vector<int64_t> slots;
   for (int64_t p = 0; p < length; ++p) slots.push_back(blocks[p / block_size] * block_size + p % block_size);
   backend.kv_write(cache, k_rows.data(), v_rows.data(), slots.data(), length);
   if (kv_type == DType::F16) {  // the reference sees what the cache holds
     for (auto* rows : {&k_rows, &v_rows})
       for (float& x : *rows) x = f16_to_f32(f32_to_f16(x));
+  }
+  if (kv_type == DType::I8) {  // int8 levels times the row's scale, each within half a level of the input
+    for (int64_t p = 0; p < length; ++p)
+      for (int64_t h = 0; h < kv_heads; ++h)
+        for (auto [rows, stored, scales] : {std::tuple{&k_rows, &keys, &key_scales}, std::tuple{&v_rows, &values, &value_scales}}) {
+          const float row_scale = (*scales)[slots[p] * kv_heads + h];
+          for (int64_t d = 0; d < head_dim; ++d) {
+            float& x = (*rows)[p * kv_dim + h * head_dim + d];
+            const float level = static_cast<float>(static_cast<int8_t>((*stored)[slots[p] * kv_dim + h * head_dim + d]));
+            ASSERT_LE(std::fabs(level * row_scale - x), 0.5f * row_scale * 1.0001f) << "position " << p << " head " << h;
+            x = level * row_scale;
+          }
+        }
   }
   const int64_t queries_count = 3;  // queries at the last three positions
   auto q = random_floats(static_cast<size_t>(queries_count * heads * head_dim), rng);
@@ -224,7 +240,7 @@ void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t 
 
 TEST_P(CpuKernels, AttentionMatchesReferenceOverScatteredBlocks) {
   CpuBackend backend(*GetParam());
-  for (DType kv_type : {DType::F32, DType::F16}) {
+  for (DType kv_type : {DType::F32, DType::F16, DType::I8}) {
     check_attention(backend, kv_type, 6, 2, 12, 4, 11, 21);    // head_dim off the vector widths
     check_attention(backend, kv_type, 12, 2, 16, 16, 37, 22);  // R1-Qwen's 6:1 groups
     check_attention(backend, kv_type, 7, 1, 32, 16, 70, 23);   // an odd group: pairs and a single head

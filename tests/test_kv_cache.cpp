@@ -133,3 +133,61 @@ TEST(KvCacheCopyPrefix, SequenceContinuedFromACopiedPromptMatchesFromScratch) {
 
 }  // namespace
 }  // namespace retort
+
+namespace retort {
+namespace {
+
+// An int8 cache's row scales travel with its rows: the copied positions read back the same
+// levels and the same scales, per layer and KV head.
+TEST(KvCacheCopyPrefix, Int8CacheCopiesRowsWithTheirScales) {
+  ModelConfig config = small_config();
+  config.head_dim = 4;
+  const int64_t kv_dim = config.kv_dim(), kv_heads = config.num_kv_heads, block = 5, positions = 13;
+  KvCache cache(config, 80, block, kv_cache_type("q8"));
+  KvSequence spacer, from, to;
+  ASSERT_TRUE(cache.reserve(spacer, 7));
+  ASSERT_TRUE(cache.reserve(from, 17));
+  ASSERT_TRUE(cache.reserve(to, positions));
+  from.length = 17;
+  std::mt19937 rng(9);
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const KvCacheLayout layout = cache.layer(l);
+    ASSERT_EQ(layout.dtype, DType::I8);
+    ASSERT_NE(layout.key_scales, nullptr);
+    const int64_t slots = cache.total_blocks() * block;
+    for (int64_t i = 0; i < slots * kv_dim; ++i) {
+      static_cast<int8_t*>(layout.keys)[i] = static_cast<int8_t>(rng());
+      static_cast<int8_t*>(layout.values)[i] = static_cast<int8_t>(rng());
+    }
+    for (int64_t i = 0; i < slots * kv_heads; ++i) {
+      layout.key_scales[i] = static_cast<float>(rng() % 1000);
+      layout.value_scales[i] = static_cast<float>(rng() % 1000);
+    }
+  }
+  cache.copy_prefix(from, to, positions);
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const KvCacheLayout layout = cache.layer(l);
+    for (int64_t p = 0; p < positions; ++p) {
+      const int64_t source = cache.slot(from, p), target = cache.slot(to, p);
+      for (int64_t i = 0; i < kv_dim; ++i) {
+        EXPECT_EQ(static_cast<int8_t*>(layout.keys)[target * kv_dim + i], static_cast<int8_t*>(layout.keys)[source * kv_dim + i]);
+        EXPECT_EQ(static_cast<int8_t*>(layout.values)[target * kv_dim + i], static_cast<int8_t*>(layout.values)[source * kv_dim + i]);
+      }
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        EXPECT_EQ(layout.key_scales[target * kv_heads + h], layout.key_scales[source * kv_heads + h]) << l << " " << p;
+        EXPECT_EQ(layout.value_scales[target * kv_heads + h], layout.value_scales[source * kv_heads + h]) << l << " " << p;
+      }
+    }
+  }
+  EXPECT_EQ(cache.bytes(), static_cast<size_t>(2 * config.num_layers * cache.total_blocks() * block * (kv_dim + kv_heads * 4)));
+}
+
+TEST(KvCacheType, NamesAndErrors) {
+  EXPECT_EQ(kv_cache_type("q8"), DType::I8);
+  EXPECT_EQ(kv_cache_type_name(DType::I8), "q8");
+  EXPECT_EQ(kv_cache_type_name(DType::F16), "f16");
+  EXPECT_THROW(kv_cache_type("q4"), Error);
+}
+
+}  // namespace
+}  // namespace retort

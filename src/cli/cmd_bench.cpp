@@ -142,7 +142,7 @@ void add_bench_command(CLI::App& app) {
       ->delimiter(',')->check(integer_in(1, 1024))->capture_default_str();
   offline->add_option("--reps", bench.reps, "Repetitions of each measurement (min, median, max reported)")
       ->check(integer_in(1, 1000))->capture_default_str();
-  offline->add_option("--kv-type", command->kv_type, "KV cache type: f16 or f32")->capture_default_str();
+  offline->add_option("--kv-type", command->kv_type, "KV cache type: f16, f32 or q8")->capture_default_str();
   offline->add_option("--act-type", command->act_type, "Activations meeting bf16 weights: bf16 or f32")
       ->capture_default_str();
   offline->add_option("--probe-mib", bench.probe_mib, "Buffer of the bandwidth probe (larger than the caches)")

@@ -20,7 +20,8 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
       ->check(integer_at_least(1))
       ->capture_default_str();
   command.add_option("--kv-type", options.kv_type,
-                     "KV cache element type: f16 (half the memory and the bytes read per token) or f32 (exact)")
+                     "KV cache element type: f16 (half the memory and the bytes read per token), f32 (exact) or q8 (int8 "
+                     "with a scale per head row: a quarter of f32)")
       ->capture_default_str();
   command.add_option("--act-type", options.act_type,
                      "Activations meeting bf16 weights: bf16 (vdpbf16ps on CPUs with AVX512-BF16, twice the "

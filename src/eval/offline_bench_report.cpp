@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/offline_bench.h"
+#include "model/kv_cache.h"
 
 namespace retort {
 namespace {
@@ -143,7 +144,7 @@ std::string offline_bench_json(const std::vector<ModelBenchFigures>& models, con
                                        {"batches", options.batches},
                                        {"threads", options.threads},
                                        {"reps", options.reps},
-                                       {"kv_type", std::string(dtype_name(options.kv_type))},
+                                       {"kv_type", std::string(kv_cache_type_name(options.kv_type))},
                                        {"act_type", options.activation == ActivationPrecision::Bf16 ? "bf16" : "f32"},
                                        {"probe_mib", options.probe_mib}};
   return nlohmann::json{{"options", options_json}, {"models", entries}}.dump(2) + "\n";

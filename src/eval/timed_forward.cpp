@@ -113,7 +113,9 @@ double weight_bytes_per_token(const ModelWeights& weights) {
 
 double kv_bytes_per_token(const ModelConfig& config, DType kv_type, int64_t depth, int64_t steps) {
   const double mean_context = double(depth) + double(steps) / 2.0;
-  return double(config.num_layers) * 2.0 * double(config.kv_dim()) * double(dtype_size(kv_type)) * mean_context;
+  double position_bytes = double(config.kv_dim()) * double(dtype_size(kv_type));
+  if (kv_type == DType::I8) position_bytes += double(config.num_kv_heads) * sizeof(float);  // the row scales
+  return double(config.num_layers) * 2.0 * position_bytes * mean_context;
 }
 
 double measure_bandwidth_gbs(int threads, int64_t buffer_mib) {

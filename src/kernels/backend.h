@@ -42,14 +42,19 @@ struct AttentionQuery {
 // ("rotate half"); llama.cpp's llama files permute the q/k rows so that pairs are adjacent (2i, 2i+1).
 enum class RopeLayout { RotateHalf, Interleaved };
 
-// One layer's keys and values, [blocks × block_size × kv_dim] each, stored as F32 or F16 (the
-// default of run/chat/serve: half the bytes that a long reasoning context streams every step).
+// One layer's keys and values, [blocks × block_size × kv_dim] each, stored as F32, F16 (the
+// default of run/chat/serve: half the bytes that a long reasoning context streams every step) or
+// I8 (`--kv-type q8`: a quarter, each position's row of each KV head scaled by its own f32,
+// stored in key_scales / value_scales as [blocks × block_size × kv_dim / head_dim]).
 struct KvCacheLayout {
   void* keys = nullptr;
   void* values = nullptr;
   int64_t block_size = 0;
   int64_t kv_dim = 0;
   DType dtype = DType::F32;
+  int64_t head_dim = 0;
+  float* key_scales = nullptr;  // I8 only
+  float* value_scales = nullptr;
 };
 
 struct AttentionShape {

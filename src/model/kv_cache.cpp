@@ -9,20 +9,27 @@ namespace retort {
 DType kv_cache_type(std::string_view name) {
   if (name == "f16") return DType::F16;
   if (name == "f32") return DType::F32;
-  fail(ErrorKind::InvalidInput, "--kv-type '{}' is not a KV cache type: use f16 or f32", name);
+  if (name == "q8") return DType::I8;
+  fail(ErrorKind::InvalidInput, "--kv-type '{}' is not a KV cache type: use f16, f32 or q8", name);
 }
 
+std::string_view kv_cache_type_name(DType dtype) { return dtype == DType::I8 ? "q8" : dtype_name(dtype); }
+
 KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size, DType dtype)
-    : num_layers_(config.num_layers), kv_dim_(config.kv_dim()), block_size_(block_size), dtype_(dtype),
+    : num_layers_(config.num_layers), kv_dim_(config.kv_dim()), head_dim_(config.head_dim), block_size_(block_size), dtype_(dtype),
       element_bytes_(dtype_size(dtype)) {
   require(capacity_tokens > 0 && block_size > 0, ErrorKind::InvalidInput,
           "KV cache needs a positive capacity (got {} tokens, block size {})", capacity_tokens, block_size);
-  require(dtype == DType::F32 || dtype == DType::F16, ErrorKind::InvalidInput,
-          "the KV cache type must be f32 or f16, not {}", dtype_name(dtype));
+  require(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::I8, ErrorKind::InvalidInput,
+          "the KV cache type must be f32, f16 or q8, not {}", dtype_name(dtype));
   total_blocks_ = (capacity_tokens + block_size - 1) / block_size;
-  const size_t bytes = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_ * kv_dim_) * element_bytes_;
-  keys_ = HugePageBuffer(bytes);  // zeroed by the kernel as pages are first written
-  values_ = HugePageBuffer(bytes);
+  const auto positions = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_);
+  keys_ = HugePageBuffer(positions * static_cast<size_t>(kv_dim_) * element_bytes_);  // zeroed as pages are first written
+  values_ = HugePageBuffer(keys_.size());
+  if (dtype == DType::I8) {
+    key_scales_ = HugePageBuffer(positions * static_cast<size_t>(config.num_kv_heads) * sizeof(float));
+    value_scales_ = HugePageBuffer(key_scales_.size());
+  }
   free_list_.reserve(static_cast<size_t>(total_blocks_));
   // Handed out from the back, so lower block ids go first.
   for (int64_t block = total_blocks_ - 1; block >= 0; --block) free_list_.push_back(static_cast<int32_t>(block));
@@ -35,8 +42,15 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
 }
 
 KvCacheLayout KvCache::layer(int64_t layer) {
-  const size_t offset = static_cast<size_t>(layer * total_blocks_ * block_size_ * kv_dim_) * element_bytes_;
-  return KvCacheLayout{keys_.data() + offset, values_.data() + offset, block_size_, kv_dim_, dtype_};
+  const auto first_position = static_cast<size_t>(layer * total_blocks_ * block_size_);
+  const size_t offset = first_position * static_cast<size_t>(kv_dim_) * element_bytes_;
+  KvCacheLayout layout{keys_.data() + offset, values_.data() + offset, block_size_, kv_dim_, dtype_, head_dim_};
+  if (dtype_ == DType::I8) {
+    const size_t scale_offset = first_position * static_cast<size_t>(kv_dim_ / head_dim_);
+    layout.key_scales = reinterpret_cast<float*>(key_scales_.data()) + scale_offset;
+    layout.value_scales = reinterpret_cast<float*>(value_scales_.data()) + scale_offset;
+  }
+  return layout;
 }
 
 int64_t KvCache::blocks_needed(const KvSequence& sequence, int64_t new_length) const {
@@ -168,17 +182,27 @@ void KvCache::copy_prefix(const KvSequence& from, KvSequence& to, int64_t positi
           "cannot copy {} positions of a sequence that holds {}", positions, from.length);
   require(blocks_needed(to, positions) == 0, ErrorKind::Internal,
           "KV cache space for the {} copied positions was not reserved", positions);
-  const auto block_bytes = static_cast<size_t>(block_size_ * kv_dim_) * element_bytes_;
-  for (int64_t layer = 0; layer < num_layers_; ++layer) {
-    const size_t layer_offset = static_cast<size_t>(layer * total_blocks_) * block_bytes;
-    for (int64_t start = 0; start < positions; start += block_size_) {
-      const auto b = static_cast<size_t>(start / block_size_);
-      const size_t source = layer_offset + static_cast<size_t>(from.blocks[b]) * block_bytes;
-      const size_t target = layer_offset + static_cast<size_t>(to.blocks[b]) * block_bytes;
-      const auto bytes = static_cast<size_t>(std::min(block_size_, positions - start) * kv_dim_) * element_bytes_;
-      std::copy_n(keys_.data() + source, bytes, keys_.data() + target);
-      std::copy_n(values_.data() + source, bytes, values_.data() + target);
+  // Each buffer holds [layers × blocks × block_size] positions of a fixed number of bytes.
+  const auto copy_positions = [&](HugePageBuffer& buffer, size_t position_bytes) {
+    const size_t block_bytes = static_cast<size_t>(block_size_) * position_bytes;
+    for (int64_t layer = 0; layer < num_layers_; ++layer) {
+      const size_t layer_offset = static_cast<size_t>(layer * total_blocks_) * block_bytes;
+      for (int64_t start = 0; start < positions; start += block_size_) {
+        const auto b = static_cast<size_t>(start / block_size_);
+        const size_t source = layer_offset + static_cast<size_t>(from.blocks[b]) * block_bytes;
+        const size_t target = layer_offset + static_cast<size_t>(to.blocks[b]) * block_bytes;
+        const size_t bytes = static_cast<size_t>(std::min(block_size_, positions - start)) * position_bytes;
+        std::copy_n(buffer.data() + source, bytes, buffer.data() + target);
+      }
     }
+  };
+  const size_t row_bytes = static_cast<size_t>(kv_dim_) * element_bytes_;
+  copy_positions(keys_, row_bytes);
+  copy_positions(values_, row_bytes);
+  if (dtype_ == DType::I8) {
+    const size_t scale_bytes = static_cast<size_t>(kv_dim_ / head_dim_) * sizeof(float);
+    copy_positions(key_scales_, scale_bytes);
+    copy_positions(value_scales_, scale_bytes);
   }
   to.length = positions;
 }

@@ -34,13 +34,16 @@ struct KvSequence {
   int32_t chain_block = -1;  // the cached block that holds the last indexed block's tokens
 };
 
-// The KV cache type a --kv-type value names ("f16" or "f32"), or an error saying which are accepted.
+// The KV cache type a --kv-type value names ("f16", "f32", or "q8": 8-bit integers with one f32
+// scale per position and KV head), or an error saying which are accepted; and back.
 DType kv_cache_type(std::string_view name);
+std::string_view kv_cache_type_name(DType dtype);
 
 class KvCache {
  public:
-  // dtype: F32 (exact; what the golden fixtures were made with) or F16 (half the memory and half
-  // the bytes each decode step streams, llama.cpp's default too).
+  // dtype: F32 (exact; what the golden fixtures were made with), F16 (half the memory and half
+  // the bytes each decode step streams, llama.cpp's default too) or I8 (a quarter, plus a scale
+  // per KV head row: --kv-type q8).
   KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size = kDefaultBlockSize,
           DType dtype = DType::F32);
   static constexpr int64_t kDefaultBlockSize = 16;
@@ -53,7 +56,7 @@ class KvCache {
   // Cached blocks held by no sequence, kept for a later prompt that starts with their tokens.
   int64_t cached_blocks() const { return static_cast<int64_t>(evictable_.size()); }
   int64_t capacity_tokens() const { return total_blocks_ * block_size_; }
-  size_t bytes() const { return keys_.size() * 2; }
+  size_t bytes() const { return (keys_.size() + key_scales_.size()) * 2; }
   int64_t blocks_needed(const KvSequence& sequence, int64_t new_length) const;
 
   // Grows the sequence's blocks to hold new_length positions; false (and no change) if the pool
@@ -82,12 +85,15 @@ class KvCache {
  private:
   int64_t num_layers_;
   int64_t kv_dim_;
+  int64_t head_dim_;
   int64_t block_size_;
   int64_t total_blocks_;
   DType dtype_;
   size_t element_bytes_;
   HugePageBuffer keys_;    // [layers × blocks × block_size × kv_dim] elements of dtype_
   HugePageBuffer values_;  // same
+  HugePageBuffer key_scales_;    // I8 only: [layers × blocks × block_size × kv_heads] f32
+  HugePageBuffer value_scales_;  // same
   std::vector<int32_t> free_list_;
 
   // Prefix cache. Per block: references from sequences, its index hash (0: not indexed), its parent

@@ -246,10 +246,46 @@ void CpuBackend::silu_mul(float* out, const float* gate, const float* up, int64_
   });
 }
 
+namespace {
+
+// One row of head_dim values as int8 levels and the scale that maps the largest magnitude to 127
+// (rounding to nearest): symmetric, so a zero row stays zero and the kernels need no offset.
+void quantize_kv_row(const float* row, int64_t head_dim, int8_t* levels, float& scale) {
+  float largest = 0.0f;
+  for (int64_t d = 0; d < head_dim; ++d) largest = std::max(largest, std::fabs(row[d]));
+  scale = largest / 127.0f;
+  const float inverse = largest > 0.0f ? 127.0f / largest : 0.0f;
+  for (int64_t d = 0; d < head_dim; ++d) {
+    levels[d] = static_cast<int8_t>(std::clamp(std::nearbyint(row[d] * inverse), -127.0f, 127.0f));
+  }
+}
+
+void kv_write_int8(const KvCacheLayout& cache, const float* keys, const float* values, const int64_t* slots,
+                   int64_t tokens) {
+  require(cache.head_dim > 0 && cache.kv_dim % cache.head_dim == 0 && cache.key_scales && cache.value_scales,
+          ErrorKind::Internal, "an int8 KV cache needs its head size and scale arrays");
+  const int64_t kv_heads = cache.kv_dim / cache.head_dim;
+  for (int64_t t = 0; t < tokens; ++t) {
+    const auto slot = static_cast<size_t>(slots[t]);
+    auto* key_row = static_cast<int8_t*>(cache.keys) + slot * static_cast<size_t>(cache.kv_dim);
+    auto* value_row = static_cast<int8_t*>(cache.values) + slot * static_cast<size_t>(cache.kv_dim);
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const int64_t offset = h * cache.head_dim;
+      const size_t scale_index = slot * static_cast<size_t>(kv_heads) + static_cast<size_t>(h);
+      quantize_kv_row(keys + t * cache.kv_dim + offset, cache.head_dim, key_row + offset, cache.key_scales[scale_index]);
+      quantize_kv_row(values + t * cache.kv_dim + offset, cache.head_dim, value_row + offset,
+                      cache.value_scales[scale_index]);
+    }
+  }
+}
+
+}  // namespace
+
 void CpuBackend::kv_write(const KvCacheLayout& cache, const float* keys, const float* values,
                           const int64_t* slots, int64_t tokens) {
+  if (cache.dtype == DType::I8) return kv_write_int8(cache, keys, values, slots, tokens);
   require(cache.dtype == DType::F32 || cache.dtype == DType::F16, ErrorKind::Unsupported,
-          "the KV cache holds {} values; kv_write writes f32 or f16", dtype_name(cache.dtype));
+          "the KV cache holds {} values; kv_write writes f32, f16 or int8", dtype_name(cache.dtype));
   const size_t row_bytes = static_cast<size_t>(cache.kv_dim) * dtype_size(cache.dtype);
   for (int64_t t = 0; t < tokens; ++t) {
     auto* key_row = static_cast<uint8_t*>(cache.keys) + static_cast<size_t>(slots[t]) * row_bytes;

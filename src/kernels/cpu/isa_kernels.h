@@ -40,8 +40,10 @@ struct IsaKernels {
   FromF32Fn f32_to_f16;  // round to nearest even, as F16C does
   AttentionScoresFn attention_scores_f32;
   AttentionScoresFn attention_scores_f16;
+  AttentionScoresFn attention_scores_i8;  // unscaled int8 rows: the caller applies the row scales
   AttentionValuesFn attention_values_f32;
   AttentionValuesFn attention_values_f16;
+  AttentionValuesFn attention_values_i8;
 };
 
 // out[t * out_stride + r] = Σ_k a[t, k] · W[r, k] for rows [row_begin, row_end) and all of the

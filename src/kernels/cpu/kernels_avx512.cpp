@@ -31,10 +31,10 @@ struct Avx512 {
   static void store_f16(uint16_t* p, reg v) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
   }
-  static reg load_q8(const int8_t* p, float scale) {
-    __m512i widened = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(widened), _mm512_set1_ps(scale));
+  static reg load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
+  static reg load_q8(const int8_t* p, float scale) { return _mm512_mul_ps(load_i8(p), _mm512_set1_ps(scale)); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }

@@ -82,6 +82,7 @@ void f32_to_f16_rows(void* out, const float* in, int64_t n) {
 
 inline float kv_value(const float* row, int64_t d) { return row[d]; }
 inline float kv_value(const uint16_t* row, int64_t d) { return f16_to_f32(row[d]); }
+inline float kv_value(const int8_t* row, int64_t d) { return static_cast<float>(row[d]); }
 
 template <typename E>
 void attention_scores(float* scores, int64_t score_stride, const float* q, int64_t group, const void* key_rows,
@@ -120,8 +121,10 @@ const IsaKernels& scalar_kernels() {
                                   f32_to_f16_rows,
                                   attention_scores<float>,
                                   attention_scores<uint16_t>,
+                                  attention_scores<int8_t>,
                                   attention_values<float>,
-                                  attention_values<uint16_t>};
+                                  attention_values<uint16_t>,
+                                  attention_values<int8_t>};
   return kernels;
 }
 
