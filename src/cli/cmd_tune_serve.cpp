@@ -69,7 +69,8 @@ void run_tune_serve(TuneServeCommand& command) {
   if (command.context > 0) tune.fixed_flags.emplace_back("ctx", std::to_string(command.context));
   stop_children_on_termination_signals();  // Ctrl-C stops the trial's server before retort ends
   const server::TuneServeResult result = server::tune_serving(tune, print_progress);
-  std::fputs(("\n" + result.table_markdown).c_str(), stdout);
+  std::fputs("\n", stdout);
+  std::fputs(result.table_markdown.c_str(), stdout);
   if (result.best_yaml_path.empty()) {
     std::fprintf(stderr, "error: no setting met end-to-end p99 <= %g ms at %d clients (the table is in %s/tune.md); "
                  "raise --target-p99-ms, or lower --clients or --max-tokens\n", tune.target_p99_ms, tune.clients,

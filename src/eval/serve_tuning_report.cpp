@@ -87,7 +87,8 @@ std::string serve_tuning_markdown(const ServeTuningDescription& description, con
       description.target_p99_ms, description.max_trials,
       description.time_limit_seconds > 0 ? fmt::format(", {:g} s", description.time_limit_seconds) : "");
   text += table(result, description);
-  text += "\n" + outcome(result, description, phase);
+  text += '\n';  // appended on its own: "\n" + string trips GCC 12's false -Wrestrict
+  text += outcome(result, description, phase);
   text += (phase == SearchPhase::Running
                ? fmt::format("The search was still running after trial {} when this was written.",
                              result.trials.size())

@@ -173,7 +173,13 @@ void stop_children_on_termination_signals() {
   action.sa_handler = stop_children_and_end;
   sigemptyset(&action.sa_mask);
   for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&action.sa_mask, signal_number);
-  for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) sigaction(signal_number, &action, nullptr);
+  for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
+    // A signal ignored from the start stays ignored: `nohup` and background jobs of a
+    // non-interactive shell rely on that.
+    struct sigaction inherited {};
+    sigaction(signal_number, nullptr, &inherited);
+    if (inherited.sa_handler != SIG_IGN) sigaction(signal_number, &action, nullptr);
+  }
 }
 
 }  // namespace retort

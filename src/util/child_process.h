@@ -38,6 +38,7 @@ class ChildProcess {
 
 // Installs handlers for SIGINT, SIGTERM and SIGHUP that stop every live ChildProcess (SIGTERM, up
 // to two seconds, then SIGKILL) and then end retort by the same signal, as if it had no handler.
+// A signal that was ignored when retort started (nohup) is left ignored.
 void stop_children_on_termination_signals();
 
 }  // namespace retort
