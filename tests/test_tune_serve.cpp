@@ -188,7 +188,7 @@ TEST(ChildProcess, StopsAChildAndKillsOneThatIgnoresSigterm) {
     EXPECT_FALSE(process_exists(pid));
   }
   {
-    ChildProcess stubborn({"/bin/sh", "-c", "trap '' TERM; echo armed; sleep 30"}, (dir / "stubborn.log").string());
+    ChildProcess stubborn({"/bin/sh", "-c", "trap '' TERM; echo armed; exec sleep 30"}, (dir / "stubborn.log").string());
     const auto armed = Clock::now() + std::chrono::seconds(10);
     while (read_text_file((dir / "stubborn.log").string()).find("armed") == std::string::npos && Clock::now() < armed)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -230,6 +230,7 @@ class TuneServeEndToEnd : public testing::Test {
     fixture_ = shared_path("fixtures/tiny-r1-qwen");
     dir_ = fs::temp_directory_path() / ("retort-tune-serve-" + std::to_string(getpid()));
     fs::remove_all(dir_);
+    fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -291,7 +292,6 @@ std::vector<pid_t> children_of(pid_t parent) {
 TEST_F(TuneServeEndToEnd, CtrlCStopsTheTrialsServer) {
   RETORT_REQUIRE_PATH(fixture_, "fixtures/tiny-r1-qwen");
   const fs::path out = dir_ / "tune";
-  fs::create_directories(out);
   ChildProcess tune({retort_binary(), "tune", "serve", fixture_, "--target-p99-ms", "60000", "--clients", "2",
                      "--requests", "100000", "--max-tokens", "64", "--threads", "1", "--template", "deepseek-r1",
                      "--ctx", "256", "--out", out.string()},
