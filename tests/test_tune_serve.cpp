@@ -3,7 +3,8 @@
 // --max-trials and the time limit, never picks a trial with errors), the child process that runs
 // each trial's server (stopped, killed when it ignores SIGTERM), the command's refusals, and end
 // to end on the tiny-r1-qwen fixture: two real trials, the table and a best-serve.yaml that
-// `retort serve --config` runs, and a Ctrl-C that leaves no server behind.
+// `retort serve --config` runs; a target nothing meets (exit 1, the table, no YAML); a server
+// that cannot start; a Ctrl-C that leaves no server behind.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -269,6 +270,33 @@ TEST_F(TuneServeEndToEnd, TwoTrialsOnTheTinyModelWriteTheTableAndAYamlThatServes
   EXPECT_NE(served_log.find("ready on http://"), std::string::npos) << served_log;
   EXPECT_NE(served_log.find("template deepseek-r1"), std::string::npos) << served_log;
   EXPECT_EQ(served.stop(std::chrono::seconds(10)), "exited with status 0") << read_text_file(log);
+}
+
+TEST_F(TuneServeEndToEnd, NoSettingMeetingTheTargetIsANonZeroExitWithTheTableAndNoYaml) {
+  RETORT_REQUIRE_PATH(fixture_, "fixtures/tiny-r1-qwen");
+  const fs::path out = dir_ / "tune";
+  fs::create_directories(out);
+  std::ofstream(out / "best-serve.yaml") << "model: from-an-earlier-search\n";
+  const CommandResult r = run_command(tune_serve_command(
+      fixture_ + " --target-p99-ms 0.001 --clients 1 --requests 2 --max-tokens 4 --threads 1 --parallel 1 "
+      "--batch-tokens 64 --kv-type f16 --template deepseek-r1 --ctx 256 --max-trials 1 --out " + out.string() +
+      " 2>" + (dir_ / "stderr.txt").string()));
+  const std::string errors = read_text_file((dir_ / "stderr.txt").string());
+  EXPECT_EQ(r.status, 1) << r.output << errors;
+  EXPECT_NE(errors.find("error: no setting met end-to-end p99 <= 0.001 ms"), std::string::npos) << errors;
+  EXPECT_NE(read_text_file((out / "tune.md").string()).find("**No setting met**"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out / "best-serve.yaml")) << "an earlier search's winner must not pass for this one's";
+}
+
+TEST_F(TuneServeEndToEnd, AFirstServerThatCannotStartStopsTheSearchWithItsReason) {
+  RETORT_REQUIRE_PATH(fixture_, "fixtures/tiny-r1-qwen");
+  const CommandResult r = run_command(tune_serve_command(
+      fixture_ + " --target-p99-ms 1000 --threads 1 --template no-such-template --out " + (dir_ / "tune").string() +
+      " 2>&1"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("the first trial's server did not start"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no-such-template"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("trial 2"), std::string::npos) << "no second server after the first failed to start";
 }
 
 // The pids whose parent is `parent`, from /proc.

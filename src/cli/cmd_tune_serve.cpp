@@ -103,6 +103,8 @@ void add_tune_serve_command(CLI::App& tune) {
       ->check(integer_in(1, 1000000))->capture_default_str();
   serve->add_option("--prompt-file", command->prompt_file,
                     "Prompts, one per line or JSON Lines with \"prompt\" (default: bench serve's built-in set)");
+  serve->add_option("--timeout-s", o.request_timeout_seconds, "Longest wait for one request (it fails after)")
+      ->check(number_in(0.1, 86400))->capture_default_str();
   serve->add_option("--threads", command->space.threads, "Thread counts to try (default 1, 2, 4, ... up to the "
                                                          "hardware threads)")
       ->delimiter(',')->check(integer_in(1, 1024));

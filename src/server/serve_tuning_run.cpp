@@ -149,6 +149,7 @@ LoadOptions trial_load(const TuneServeOptions& options, int port, const Deadline
   load.requests_per_level = options.requests;
   load.max_tokens = options.max_tokens;
   load.prompts = options.prompts;
+  load.request_timeout_seconds = options.request_timeout_seconds;
   load.time_limit_seconds = std::max(1.0, deadline.seconds_left(7 * 86400.0));
   return load;
 }
@@ -163,8 +164,21 @@ ServeMeasurement measure_trial(const TuneServeOptions& options, const ServeSetti
       (std::filesystem::path(options.out_dir) / fmt::format("trial-{:02}-serve.log", number)).string();
   ServeMeasurement measurement;
   ChildProcess server(trial_command(options, setting), log_path);
+  int port = 0;
   try {
-    const int port = wait_until_ready(server, log_path, deadline.seconds_left(options.startup_timeout_seconds));
+    port = wait_until_ready(server, log_path, deadline.seconds_left(options.startup_timeout_seconds));
+  } catch (const Error& error) {
+    // A server that cannot start with the first setting points at MODEL or the flags every trial
+    // shares rather than at the setting: stop with its reason instead of trying the others in vain.
+    if (number == 1)
+      fail(ErrorKind::InvalidInput, "the first trial's server did not start, so the search stopped: {}; check that "
+           "`retort serve MODEL` starts with the same --template and --ctx", error.what());
+    measurement.error = error.what();
+    measurement.end_to_end_p99_ms = std::numeric_limits<double>::quiet_NaN();
+    measurement.seconds = seconds_since(started);
+    return measurement;  // `server` is stopped on the way out
+  }
+  try {
     const auto forward = [&](const std::string& line) { progress(fmt::format("trial {}: {}", number, line)); };
     measurement = measurement_of(run_serve_bench(trial_load(options, port, deadline), forward));
     if (const auto ended = server.exited())

@@ -30,6 +30,7 @@ struct TuneServeOptions {
   int64_t requests = 0;                // per trial; 0: 4 × clients
   int64_t max_tokens = 64;
   std::vector<std::string> prompts;
+  double request_timeout_seconds = 120;  // a request still running after this fails
   double target_p99_ms = 0;
   ServeSearchSpace space;
   int64_t max_trials = 12;
