@@ -155,8 +155,8 @@ LoadOptions trial_load(const TuneServeOptions& options, int port, const Deadline
 }
 
 // One trial: a fresh server with the setting, driven by the load, then stopped. A server that does
-// not start, or dies under the load, is a measurement with an error (the search goes on), not a
-// failure of the search.
+// not start (after the first trial), or dies under the load, is a measurement with an error: the
+// search goes on.
 ServeMeasurement measure_trial(const TuneServeOptions& options, const ServeSetting& setting, int64_t number,
                                const Deadline& deadline, const ProgressLine& progress) {
   const auto started = Clock::now();
@@ -233,6 +233,9 @@ std::string best_serve_yaml(const TuneServeOptions& options, const ServeSetting&
 TuneServeResult tune_serving(const TuneServeOptions& options, const ProgressLine& progress) {
   require(!options.prompts.empty(), ErrorKind::InvalidInput, "no prompts to send");
   std::filesystem::create_directories(options.out_dir);
+  // A winner of an earlier search in this directory must not pass for this one's, even when this
+  // one is interrupted or finds none.
+  std::filesystem::remove(std::filesystem::path(options.out_dir) / "best-serve.yaml");
   const std::string table_path = (std::filesystem::path(options.out_dir) / "tune.md").string();
   const ServeTuningDescription description = describe(options);
   const Deadline deadline(options.time_limit_seconds);
@@ -257,9 +260,6 @@ TuneServeResult tune_serving(const TuneServeOptions& options, const ProgressLine
     result.best_yaml_path = (std::filesystem::path(options.out_dir) / "best-serve.yaml").string();
     write_file_atomically(result.best_yaml_path,
                           best_serve_yaml(options, best.setting, winner_summary(best, description)));
-  } else {
-    // A winner of an earlier search in this directory must not pass for this one's.
-    std::filesystem::remove(std::filesystem::path(options.out_dir) / "best-serve.yaml");
   }
   return result;
 }
