@@ -1,6 +1,7 @@
 // `retort tune distill CONFIG.yaml --trials N --steps S`: searches a distillation config's
 // temperature, hard/soft weights and learning rate by successive halving over short real runs
-// (src/train/distill_tuning.cpp). The table goes to stdout, progress to stderr.
+// (src/train/distill_tuning.cpp). The table goes to stdout, progress to stderr. `retort tune
+// serve` is in cmd_tune_serve.cpp.
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -50,7 +51,8 @@ void run_tune_distill(TuneDistillCommand& command) {
 }  // namespace
 
 void add_tune_command(CLI::App& app) {
-  auto* tune = app.add_subcommand("tune", "Search settings automatically: `tune distill` for a distillation config");
+  auto* tune = app.add_subcommand("tune", "Search settings automatically: `tune distill` for a distillation config, "
+                                          "`tune serve` for a server under load");
   tune->require_subcommand(1);
   auto command = std::make_shared<TuneDistillCommand>();
   train::DistillTuneOptions& o = command->tune;
@@ -77,6 +79,7 @@ void add_tune_command(CLI::App& app) {
                                            "optimizer.lr ÷ √10 to × √10)")
       ->delimiter(',')->expected(2);
   distill->callback([command] { run_tune_distill(*command); });
+  add_tune_serve_command(*tune);
 }
 
 }  // namespace retort::cli

@@ -25,5 +25,6 @@ void add_classify_command(CLI::App& app);  // under eval: call after add_eval_co
 void add_serve_command(CLI::App& app);
 void add_bench_command(CLI::App& app);  // bench MODEL... and bench serve --url
 void add_tune_command(CLI::App& app);   // tune distill (cmd_tune.cpp)
+void add_tune_serve_command(CLI::App& tune);  // tune serve (cmd_tune_serve.cpp), from add_tune_command
 
 }  // namespace retort::cli
