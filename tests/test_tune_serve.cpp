@@ -146,7 +146,7 @@ TEST(TuneServeSearch, DefaultSpaceFitsTheMachineAndTheClients) {
   EXPECT_EQ(two_cores.threads, (std::vector<int>{1, 2}));
   EXPECT_EQ(two_cores.parallel, (std::vector<int>{1, 4, 8, 16}));
   EXPECT_EQ(two_cores.batch_tokens, (std::vector<int64_t>{256, 512, 1024}));
-  EXPECT_EQ(two_cores.kv_types, (std::vector<std::string>{"f16", "f32"}));
+  EXPECT_EQ(two_cores.kv_types, (std::vector<std::string>{"f16", "q8", "f32"}));
   const ServeSearchSpace wide = default_serve_search_space(12, 6);
   EXPECT_EQ(wide.threads, (std::vector<int>{1, 2, 4, 8, 12}));
   EXPECT_EQ(wide.parallel, (std::vector<int>{1, 4, 6}));

@@ -113,7 +113,7 @@ void add_tune_serve_command(CLI::App& tune) {
       ->delimiter(',')->check(integer_in(1, 1024));
   serve->add_option("--batch-tokens", command->space.batch_tokens, "Batch tokens to try (default 256,512,1024)")
       ->delimiter(',')->check(integer_in(1, 1 << 20));
-  serve->add_option("--kv-type", command->space.kv_types, "KV cache types to try (default f16,f32)")->delimiter(',');
+  serve->add_option("--kv-type", command->space.kv_types, "KV cache types to try (default f16,q8,f32)")->delimiter(',');
   serve->add_option("--template", command->template_name, "Chat template of every trial's server (default: the "
                                                           "tokenizer's)");
   serve->add_option("--ctx", command->context, "Context of every trial's server (default: serve's)")

@@ -34,7 +34,7 @@ ServeSearchSpace default_serve_search_space(int hardware_threads, int clients) {
   space.threads = doubling_up_to(2, std::max(1, hardware_threads));
   space.parallel = doubling_up_to(4, std::max(1, clients));
   space.batch_tokens = {256, 512, 1024};
-  space.kv_types = {"f16", "f32"};
+  space.kv_types = {"f16", "q8", "f32"};
   return space;
 }
 
