@@ -20,7 +20,7 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
   require(dtype == DType::F32 || dtype == DType::F16, ErrorKind::InvalidInput,
           "the KV cache type must be f32 or f16, not {}", dtype_name(dtype));
   total_blocks_ = (capacity_tokens + block_size - 1) / block_size;
-  const size_t bytes = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_ * kv_dim_) * element_bytes_;
+  const size_t bytes = static_cast<size_t>(bytes_for(config, capacity_tokens, block_size, dtype) / 2);
   keys_ = HugePageBuffer(bytes);  // zeroed by the kernel as pages are first written
   values_ = HugePageBuffer(bytes);
   free_list_.reserve(static_cast<size_t>(total_blocks_));
@@ -32,6 +32,12 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
   parent_.assign(blocks, -1);
   block_tokens_.assign(blocks * static_cast<size_t>(block_size_), 0);
   evictable_tick_.assign(blocks, 0);
+}
+
+uint64_t KvCache::bytes_for(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size, DType dtype) {
+  const int64_t blocks = (capacity_tokens + block_size - 1) / block_size;
+  const auto elements = static_cast<uint64_t>(config.num_layers * blocks * block_size * config.kv_dim());
+  return 2 * elements * dtype_size(dtype);  // keys and values
 }
 
 KvCacheLayout KvCache::layer(int64_t layer) {
