@@ -30,6 +30,8 @@ double seconds_between(Clock::time_point a, Clock::time_point b) { return std::c
 // Everything one in-flight response needs; shared by the content provider and its releaser.
 struct ActiveResponse {
   ActiveResponse(ResponseContext context) : builder(std::move(context)) {}
+  // Keeps the model loaded until the response is done; the first member, so it is returned last.
+  ModelLease model_lease;
   std::shared_ptr<RequestStream> stream;
   ResponseBuilder builder;
   bool streaming = false;
@@ -41,8 +43,6 @@ struct ActiveResponse {
   int64_t tokens_seen = 0;
   AccessRecord record;
   CompletionServices* services = nullptr;
-  // Keeps the model loaded until the response is done (the last member: returned after the rest).
-  ModelLease model_lease;
 };
 
 void log_response(ActiveResponse& active, int status) {

@@ -17,7 +17,7 @@ const llama = fixtureModel("tiny-r1-llama");
 const skip = qwen === null || llama === null ? "fixtures tiny-r1-qwen/llama not found (keep ../shared beside the checkout)" : false;
 // A large KV pool (96 MiB per model, committed at load under a budget) makes each model's memory
 // big enough beside the process's own few MiB that 10 % is a real test of the estimate.
-const common = ["--template", "chatml", "--ctx", "512", "--kv-tokens", "262144", "--batch-tokens", "64",
+const common = ["--template", "chatml", "--ctx", "1024", "--kv-tokens", "262144", "--batch-tokens", "64",
                 "--access-log", ""];
 const budget = 150 * 1024 * 1024;  // one model (~98 MiB) fits, two do not
 let budgeted;
@@ -68,7 +68,7 @@ test("models load on first use; the estimate matches the real memory and an unlo
   assert.deepEqual(Object.keys(models), ["qwen", "llama"]);
   assert.equal(models.qwen.loaded, false);
   assert.equal(models.llama.loaded, false);
-  assert.equal(models.qwen.context_length, 512);
+  assert.equal(models.qwen.context_length, 1024);
   assert.ok(Math.max(models.qwen.memory_bytes, models.llama.memory_bytes) <= budget);
   assert.ok(models.qwen.memory_bytes + models.llama.memory_bytes > budget, "the budget should hold one model only");
 
@@ -119,8 +119,8 @@ test("simultaneous requests for an unloaded model load it once", { skip }, async
 });
 
 test("a model streaming a reply is not unloaded: the other model's request waits for it", { skip }, async () => {
-  const request = { model: "qwen", messages: [{ role: "user", content: "tell me a long story" }], temperature: 0,
-                    max_tokens: 400 };
+  const request = { model: "qwen", messages: [{ role: "user", content: "story" }], temperature: 0,
+                    max_tokens: 800 };
   const alone = await client(qwenAlone).chat.completions.create({ ...request, model: "tiny-r1-qwen" });
   const expected = (alone.choices[0].message.reasoning_content ?? "") + (alone.choices[0].message.content ?? "");
 
@@ -137,6 +137,8 @@ test("a model streaming a reply is not unloaded: the other model's request waits
   }
   const streamEnded = Date.now();
   const { text, at } = await other;
+  console.log(`qwen streamed ${streamed.length} characters for ${streamEnded - otherSent} ms after llama was asked for; ` +
+              `llama answered ${at - streamEnded} ms after the stream ended`);
   assert.equal(streamed, expected, "the stream was cut or changed");
   assert.ok(streamEnded > otherSent, "the llama request was sent while qwen streamed");
   assert.ok(at >= streamEnded, "llama answered before qwen's stream ended, so qwen was unloaded under it");
