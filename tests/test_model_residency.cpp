@@ -226,6 +226,9 @@ TEST(ModelResidency, ManyRequestsNeverHoldMoreThanTheBudget) {
   for (auto& client : clients) client.join();
   EXPECT_EQ(served.load(), 150);
   EXPECT_LE(ledger.peak_bytes, 9u);
+  uint64_t unloads = 0;
+  for (const auto& model : residency.residency_stats()) unloads += model.unloads;
+  EXPECT_GT(unloads, 0u) << "the clients never needed a model that did not fit";
 }
 
 TEST(ModelResidency, AModelLargerThanTheBudgetIsRefusedWithBothSizes) {
