@@ -225,14 +225,11 @@ nlohmann::json model_json(const NamedModel& served, int64_t created, const Model
     return {{"id", served.name}, {"object", "model"}, {"created", created}, {"owned_by", "retort"},
             {"context_length", served.model.scheduler->context()}};
   }
-  const auto& models = residency->models();
-  const size_t index = static_cast<size_t>(
-      std::find_if(models.begin(), models.end(), [&](const OnDemandModel& m) { return m.name == served.name; }) -
-      models.begin());
-  return {{"id", served.name},          {"object", "model"},
-          {"created", created},         {"owned_by", "retort"},
-          {"context_length", models[index].context}, {"loaded", residency->loaded(index)},
-          {"memory_bytes", models[index].memory_bytes}};
+  const size_t index = residency->index_of(served.name);
+  const OnDemandModel& model = residency->models()[index];
+  return {{"id", served.name}, {"object", "model"}, {"created", created}, {"owned_by", "retort"},
+          {"context_length", model.context}, {"loaded", residency->loaded(index)},
+          {"memory_bytes", model.memory_bytes}};
 }
 
 std::vector<ModelEngineStats> engine_stats(const ServedModels& models, const ModelResidency* residency) {

@@ -106,6 +106,8 @@ class ModelResidency {
   void shutdown(std::chrono::milliseconds grace);
 
   const std::vector<OnDemandModel>& models() const { return models_; }
+  // The position of the model named `name` in models(); throws retort::Error (Internal) when none is.
+  size_t index_of(const std::string& name) const;
   uint64_t budget_bytes() const { return budget_bytes_; }
   bool loaded(size_t index) const;
   // The scheduler's numbers while loaded (zero gauges otherwise); counters include earlier loads.
@@ -116,7 +118,6 @@ class ModelResidency {
   friend class ModelLease;
   struct Slot;
   void release(size_t index);
-  size_t index_of(const std::string& name) const;
   std::vector<ResidencyView> views() const;  // under mutex_
   // Unloads `victims`, then loads `index`, with the lock released meanwhile; on return (lock held)
   // the model is Loaded, or Unloaded again after throwing ApiError 500.
