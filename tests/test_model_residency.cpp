@@ -285,6 +285,23 @@ TEST(ModelResidencyMetrics, EveryModelIsLabelledWithItsResidency) {
   EXPECT_NE(text.find("# TYPE retort_model_loads_total counter\n"), std::string::npos) << text;
 }
 
+TEST(ModelResidencyMetrics, CountersCarryOverAnUnloadAndGaugesDoNot) {
+  SchedulerStats earlier;
+  earlier.generated_tokens_total = 40;
+  earlier.prompt_tokens_total = 7;
+  earlier.speculation.accepted = 3;
+  earlier.running = 2;
+  SchedulerStats now;
+  now.generated_tokens_total = 5;
+  now.kv_blocks_total = 64;
+  add_scheduler_counters(now, earlier);
+  EXPECT_EQ(now.generated_tokens_total, 45);
+  EXPECT_EQ(now.prompt_tokens_total, 7);
+  EXPECT_EQ(now.speculation.accepted, 3);
+  EXPECT_EQ(now.running, 0);
+  EXPECT_EQ(now.kv_blocks_total, 64);
+}
+
 TEST(ByteSize, UnitsArePowersOf1024AndAPlainNumberIsBytes) {
   EXPECT_EQ(parse_byte_size("6GiB", "--max-memory"), uint64_t{6} << 30);
   EXPECT_EQ(parse_byte_size("512 MiB", "--max-memory"), uint64_t{512} << 20);
