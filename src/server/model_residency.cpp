@@ -178,7 +178,7 @@ void ModelResidency::unload_then_load(std::unique_lock<std::mutex>& lock, size_t
 
   Timer timer;
   std::unique_ptr<LoadedEngine> engine;
-  std::string error;
+  std::string error = "the loader returned no model";  // replaced by the loader's own message, if any
   try {
     spdlog::info("loading model '{}' ({})", models_[index].name, format_byte_size(models_[index].memory_bytes));
     engine = models_[index].load();
@@ -196,7 +196,9 @@ void ModelResidency::unload_then_load(std::unique_lock<std::mutex>& lock, size_t
     slot.state = Residency::Unloaded;
   }
   changed_.notify_all();
-  if (!error.empty()) throw ApiError(500, fmt::format("cannot load model '{}': {}", models_[index].name, error));
+  if (slot.state != Residency::Loaded) {
+    throw ApiError(500, fmt::format("cannot load model '{}': {}", models_[index].name, error));
+  }
 }
 
 std::string ModelResidency::busy_message(size_t index) const {
