@@ -1,7 +1,9 @@
 // `retort serve MODEL` (or `--model NAME=PATH`, repeatable): the OpenAI-compatible HTTP server.
 // Flags (or --config serve.yaml) become ServerOptions and SchedulerOptions; the work is in
 // src/server/ and src/engine/scheduler. Several models each get their own session, KV cache and
-// scheduler, with the same options; they share the kernels' thread pool.
+// scheduler, with the same options; they share the kernels' thread pool. With --max-memory they are
+// loaded on first use and the least recently used idle ones unloaded to stay within the budget
+// (server/model_residency.h); without it every model is loaded at start.
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -17,8 +19,11 @@
 #include "cli/yaml_config.h"
 #include "engine/chat_prompt.h"
 #include "engine/scheduler.h"
+#include "model/model_footprint.h"
 #include "server/http_server.h"
+#include "server/model_residency.h"
 #include "server/served_models.h"
+#include "util/byte_size.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/mapped_file.h"
@@ -35,6 +40,7 @@ struct ServeOptions {
   SchedulerOptions scheduler;
   DraftOptions draft;
   int64_t kv_tokens = 0;  // 0: max(16384, ctx)
+  std::string max_memory;  // --max-memory SIZE: load models on demand within it; empty: all at start
   std::vector<std::string> api_key_files;
   std::string template_name;
   std::string config_path;
@@ -107,29 +113,40 @@ sigset_t block_shutdown_signals() {
   return signals;
 }
 
-// A model, its shared KV cache and the scheduler that steps it.
-struct ServingEngine {
+// A model, its shared KV cache and the scheduler that steps it. Destroyed in reverse: the scheduler
+// stops before the model and cache it steps go.
+struct ServingEngine : server::LoadedEngine {
   std::string name;
   SchedulerOptions scheduler_options;
   ModelSession session;
   std::unique_ptr<Scheduler> scheduler;
-  server::ServingModel serving;
+  server::ServingModel serving_model;
+
+  const server::ServingModel& serving() const override { return serving_model; }
 };
 
-// The scheduler starts later, in start_engine(): opening a model resets the kernels' thread pool
-// (set_thread_count), which must not happen under a scheduler that is already running.
-std::unique_ptr<ServingEngine> open_engine(const ServeOptions& options, const ModelToServe& model) {
+// Positions of the KV pool each model's sequences share.
+int64_t kv_pool_tokens(const ServeOptions& options) {
+  const int64_t context = options.model.context;
+  const int64_t kv_tokens = options.kv_tokens > 0 ? options.kv_tokens : std::max<int64_t>(16384, context);
+  require(kv_tokens >= context, ErrorKind::InvalidInput,
+          "--kv-tokens ({}) must hold at least one full context (--ctx {})", kv_tokens, context);
+  return kv_tokens;
+}
+
+// The scheduler starts later, in start_engine(). The process settings (threads, map mode) were
+// applied once before: changing them would replace the thread pool under running schedulers.
+// `commit_memory`: make the KV caches resident now, so that a memory budget counts real memory.
+std::unique_ptr<ServingEngine> open_engine(const ServeOptions& options, const ModelToServe& model, bool commit_memory) {
   auto engine = std::make_unique<ServingEngine>();
   engine->name = model.name;
   ModelOptions model_options = options.model;
   model_options.model_path = model.path;
   const int64_t context = model_options.context;
   model_options.context = 16;  // the session's own cache is replaced by the shared pool below
-  engine->session = open_model_session(model_options, true);
+  engine->session = load_model_session(model_options, true);
   ModelSession& session = engine->session;
-  const int64_t kv_tokens = options.kv_tokens > 0 ? options.kv_tokens : std::max<int64_t>(16384, context);
-  require(kv_tokens >= context, ErrorKind::InvalidInput,
-          "--kv-tokens ({}) must hold at least one full context (--ctx {})", kv_tokens, context);
+  const int64_t kv_tokens = kv_pool_tokens(options);
   session.cache.reset();
   session.cache = std::make_unique<KvCache>(session.model->config, kv_tokens, KvCache::kDefaultBlockSize,
                                             kv_cache_type(model_options.kv_type));
@@ -138,6 +155,10 @@ std::unique_ptr<ServingEngine> open_engine(const ServeOptions& options, const Mo
   // The draft's cache holds every running sequence's tokens too, at the draft's (smaller) width.
   open_draft(session, options.draft, model_options, kv_tokens);
   engine->scheduler_options.drafter = session.drafter.get();
+  if (commit_memory) {
+    session.cache->commit();
+    if (session.drafter) session.drafter->cache().commit();
+  }
   return engine;
 }
 
@@ -154,7 +175,7 @@ void start_engine(ServingEngine& engine, const std::string& template_name) {
     spdlog::warn("model '{}': {}; /v1/chat/completions is off for it until the server is started with --template",
                  engine.name, error.what());
   }
-  engine.serving = {engine.scheduler.get(), session.tokenizer.get(), chat_template, engine.name};
+  engine.serving_model = {engine.scheduler.get(), session.tokenizer.get(), chat_template, engine.name};
 }
 
 std::vector<std::unique_ptr<ServingEngine>> load_engines(const ServeOptions& options,
@@ -162,14 +183,49 @@ std::vector<std::unique_ptr<ServingEngine>> load_engines(const ServeOptions& opt
   std::vector<std::unique_ptr<ServingEngine>> engines;
   for (const auto& model : models) {
     if (models.size() > 1) spdlog::info("loading model '{}' from {}", model.name, model.path);
-    engines.push_back(open_engine(options, model));
+    engines.push_back(open_engine(options, model, false));
   }
   for (auto& engine : engines) start_engine(*engine, options.template_name);
   return engines;
 }
 
+// The draft's memory (--draft): its weights and its KV cache, which holds the target's positions up
+// to the draft's own maximum, as open_draft() makes it.
+uint64_t draft_bytes(const ServeOptions& options, int64_t kv_tokens, DType kv_type) {
+  if (options.draft.model_path.empty()) return 0;
+  const ModelFootprint draft = estimate_model_footprint(options.draft.model_path, kv_tokens, kv_type);
+  return draft.weights_bytes +
+         KvCache::bytes_for(draft.config, std::min(kv_tokens, draft.config.max_positions), KvCache::kDefaultBlockSize, kv_type);
+}
+
+// Under --max-memory: every model's estimated size (from its configuration and file sizes, so a
+// wrong path fails here, at start) and a loader that opens and starts it on first use.
+std::shared_ptr<server::ModelResidency> plan_on_demand(const ServeOptions& options,
+                                                       const std::vector<ModelToServe>& models) {
+  const uint64_t budget = parse_byte_size(options.max_memory, "--max-memory");
+  const DType kv_type = kv_cache_type(options.model.kv_type);
+  const int64_t kv_tokens = kv_pool_tokens(options);
+  std::vector<server::OnDemandModel> on_demand;
+  for (const auto& model : models) {
+    const ModelFootprint footprint = estimate_model_footprint(model.path, kv_tokens, kv_type);
+    const uint64_t draft = draft_bytes(options, kv_tokens, kv_type);
+    std::printf("retort serve: model '%s' loads on first use: %s (weights %s, KV cache %s%s)\n", model.name.c_str(),
+                format_byte_size(footprint.total() + draft).c_str(), format_byte_size(footprint.weights_bytes).c_str(),
+                format_byte_size(footprint.kv_cache_bytes).c_str(),
+                draft > 0 ? (", draft " + format_byte_size(draft)).c_str() : "");
+    auto load = [&options, model]() -> std::unique_ptr<server::LoadedEngine> {
+      auto engine = open_engine(options, model, /*commit_memory=*/true);
+      start_engine(*engine, options.template_name);
+      return engine;
+    };
+    on_demand.push_back({model.name, footprint.total() + draft,
+                         std::min(options.model.context, footprint.config.max_positions), std::move(load)});
+  }
+  return std::make_shared<server::ModelResidency>(std::move(on_demand), budget);
+}
+
 std::string_view template_label(const ServingEngine& engine) {
-  return engine.serving.chat_template ? chat_template_name(*engine.serving.chat_template) : "none";
+  return engine.serving_model.chat_template ? chat_template_name(*engine.serving_model.chat_template) : "none";
 }
 
 void print_ready(const ServeOptions& options, int port, const std::vector<std::unique_ptr<ServingEngine>>& engines) {
@@ -223,13 +279,24 @@ void serve(ServeOptions& options) {
               models.size() > 1 ? "s" : "");
   std::fflush(stdout);
 
-  std::vector<std::unique_ptr<ServingEngine>> engines;
+  apply_process_settings(options.model);  // once: loads on demand must not replace the thread pool
+  std::vector<std::unique_ptr<ServingEngine>> engines;  // without --max-memory: all, loaded now
+  std::shared_ptr<server::ModelResidency> residency;    // with it: loaded on first use
   try {
-    engines = load_engines(options, models);
-    std::vector<server::ServingModel> serving;
-    for (const auto& engine : engines) serving.push_back(engine->serving);
-    http.attach(std::move(serving));
-    print_ready(options, port, engines);
+    if (options.max_memory.empty()) {
+      engines = load_engines(options, models);
+      std::vector<server::ServingModel> serving;
+      for (const auto& engine : engines) serving.push_back(engine->serving_model);
+      http.attach(std::move(serving));
+      print_ready(options, port, engines);
+    } else {
+      residency = plan_on_demand(options, models);
+      http.attach(residency);
+      std::printf("retort serve: ready on http://%s:%d (%zu model%s loaded on first use within --max-memory %s)\n",
+                  options.server.host.c_str(), port, models.size(), models.size() > 1 ? "s" : "",
+                  format_byte_size(residency->budget_bytes()).c_str());
+      std::fflush(stdout);
+    }
   } catch (...) {
     http.stop();
     http_thread.join();
@@ -249,6 +316,9 @@ void serve(ServeOptions& options) {
   for (auto& engine : engines) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     engine->scheduler->shutdown(std::max(left, std::chrono::milliseconds(0)));
+  }
+  if (residency) {
+    residency->shutdown(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
   }
   // Give the HTTP threads a moment to write the last events of the requests that just ended.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -296,6 +366,10 @@ void add_serve_command(CLI::App& app) {
                     "Reuse the KV cache of earlier requests' shared prompt prefixes (default on)");
   add_draft_options(*command, o.draft);
   command->add_option("--kv-tokens", o.kv_tokens, "KV cache positions shared by all sequences (default max(16384, ctx))");
+  command->add_option("--max-memory", o.max_memory,
+                      "Memory for loaded models (weights + KV cache), e.g. 6GiB or 512MiB: models load on first use "
+                      "and the least recently used idle one is unloaded to make room (default: all loaded at start)")
+      ->type_name("SIZE");
   command->add_option("--max-tokens-cap", o.server.limits.max_tokens_cap, "Largest max_tokens a request may ask for")
       ->capture_default_str();
   command->add_option("--max-body", o.server.max_body_bytes, "Largest request body in bytes")

@@ -71,8 +71,16 @@ const Tokenizer& ModelSession::require_tokenizer() const {
 }
 
 ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer) {
+  apply_process_settings(options);
+  return load_model_session(options, need_tokenizer);
+}
+
+void apply_process_settings(const ModelOptions& options) {
   set_thread_count(options.threads);
   set_default_map_mode(options.mmap ? MapMode::Map : MapMode::LoadHugePages);
+}
+
+ModelSession load_model_session(const ModelOptions& options, bool need_tokenizer) {
   ModelSession session;
   Timer timer;
   session.backend = std::make_unique<CpuBackend>(activation_precision(options.act_type));

@@ -59,7 +59,14 @@ struct ModelSession {
   const Tokenizer& require_tokenizer() const;
 };
 
+// apply_process_settings, then load_model_session.
 ModelSession open_model_session(const ModelOptions& options, bool need_tokenizer);
+// What the options set for the whole process: the kernels' thread count and how weight files are
+// read. It replaces the thread pool, so it must not run while a scheduler is stepping a model.
+void apply_process_settings(const ModelOptions& options);
+// The model, tokenizer and a KV cache of options.context positions, under the process settings as
+// they are: safe while other models are serving (retort serve --max-memory loads models on demand).
+ModelSession load_model_session(const ModelOptions& options, bool need_tokenizer);
 // Loads the draft onto the session's backend, checks that it shares the target's tokenizer and
 // sets session.drafter (draft KV cache of `kv_tokens` positions); nothing without a draft path.
 void open_draft(ModelSession& session, const DraftOptions& draft, const ModelOptions& options, int64_t kv_tokens);

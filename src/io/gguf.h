@@ -54,7 +54,8 @@ GgmlType ggml_of_dtype(DType dtype);
 
 class GgufFile {
  public:
-  explicit GgufFile(const std::string& path);
+  // `mode`: MapMode::Map reads only the pages parsed (metadata, tensor table) until tensors are used.
+  explicit GgufFile(const std::string& path, MapMode mode = default_map_mode());
   // Parses a buffer (fuzzing, tests); `bytes` must outlive the object.
   GgufFile(std::span<const uint8_t> bytes, std::string name);
 

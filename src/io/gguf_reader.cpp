@@ -144,7 +144,7 @@ std::string ggml_type_name(GgmlType type) {
   return layout ? layout->name : "type#" + std::to_string(static_cast<uint32_t>(type));
 }
 
-GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)), name_(path) {
+GgufFile::GgufFile(const std::string& path, MapMode mode) : file_(std::make_unique<MappedFile>(path, mode)), name_(path) {
   parse(file_->bytes());
 }
 

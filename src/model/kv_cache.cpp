@@ -41,6 +41,14 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
   evictable_tick_.assign(blocks, 0);
 }
 
+uint64_t KvCache::bytes_for(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size, DType dtype) {
+  const int64_t blocks = (capacity_tokens + block_size - 1) / block_size;
+  const auto positions = static_cast<uint64_t>(config.num_layers * blocks * block_size);
+  uint64_t side = positions * static_cast<uint64_t>(config.kv_dim()) * dtype_size(dtype);
+  if (dtype == DType::I8) side += positions * static_cast<uint64_t>(config.num_kv_heads) * sizeof(float);  // row scales
+  return 2 * side;  // keys and values
+}
+
 KvCacheLayout KvCache::layer(int64_t layer) {
   const auto first_position = static_cast<size_t>(layer * total_blocks_ * block_size_);
   const size_t offset = first_position * static_cast<size_t>(kv_dim_) * element_bytes_;

@@ -57,6 +57,17 @@ class KvCache {
   int64_t cached_blocks() const { return static_cast<int64_t>(evictable_.size()); }
   int64_t capacity_tokens() const { return total_blocks_ * block_size_; }
   size_t bytes() const { return (keys_.size() + key_scales_.size()) * 2; }
+  // Makes all of the pool resident now (HugePageBuffer::commit), for a server counting memory.
+  void commit() {
+    keys_.commit();
+    values_.commit();
+    key_scales_.commit();
+    value_scales_.commit();
+  }
+  // What bytes() will be for a cache of this shape, before making one (a memory budget plans
+  // with it); keys and values together.
+  static uint64_t bytes_for(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size = kDefaultBlockSize,
+                            DType dtype = DType::F32);
   int64_t blocks_needed(const KvSequence& sequence, int64_t new_length) const;
 
   // Grows the sequence's blocks to hold new_length positions; false (and no change) if the pool

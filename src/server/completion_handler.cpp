@@ -30,6 +30,8 @@ double seconds_between(Clock::time_point a, Clock::time_point b) { return std::c
 // Everything one in-flight response needs; shared by the content provider and its releaser.
 struct ActiveResponse {
   ActiveResponse(ResponseContext context) : builder(std::move(context)) {}
+  // Keeps the model loaded until the response is done; the first member, so it is returned last.
+  ModelLease model_lease;
   std::shared_ptr<RequestStream> stream;
   ResponseBuilder builder;
   bool streaming = false;
@@ -175,6 +177,15 @@ void apply_settings(GenerationRequest& generation, const GenerationSettings& set
   }
 }
 
+// The model a request picked, held for the request: under a memory budget this loads it (or waits
+// for room), bounded by the request timeout (600 s when that is off); otherwise it is always loaded.
+ModelLease hold_model(const NamedModel& served, const CompletionServices& services) {
+  if (services.residency == nullptr) return ModelLease::pinned(served.model);
+  const double timeout = services.options->request_timeout_seconds;
+  const auto wait = std::chrono::duration<double>(timeout > 0 ? timeout : 600.0);
+  return services.residency->acquire(served.name, Clock::now() + std::chrono::duration_cast<Clock::duration>(wait));
+}
+
 }  // namespace
 
 std::string random_id() {
@@ -195,23 +206,27 @@ void handle_completion(Endpoint endpoint, const httplib::Request& request, httpl
   GenerationRequest generation;
   GenerationSettings settings;
   const NamedModel* served = nullptr;
+  ModelLease lease;
   if (chat) {
     ChatCompletionRequest parsed = parse_chat_request(body, services.options->limits, random_seed());
     settings = parsed.settings;
     served = &services.models.route(settings.model);
-    generation = chat_generation(parsed, served->model, services);
+    lease = hold_model(*served, services);
+    generation = chat_generation(parsed, lease.model(), services);
   } else {
     CompletionRequest parsed = parse_completion_request(body, services.options->limits, random_seed());
     settings = parsed.settings;
     served = &services.models.route(settings.model);
-    generation = completion_generation(parsed, served->model);
+    lease = hold_model(*served, services);
+    generation = completion_generation(parsed, lease.model());
   }
-  apply_settings(generation, settings, served->model, services);
+  const ServingModel& model = lease.model();
+  apply_settings(generation, settings, model, services);
   const bool split_reasoning = generation.split_reasoning;
 
   SubmitResult submitted;
   try {
-    submitted = served->model.scheduler->submit(std::move(generation));
+    submitted = model.scheduler->submit(std::move(generation));
   } catch (const Error& error) {
     const bool too_long = error.kind() == ErrorKind::OutOfRange;
     throw ApiError(400, error.what(), too_long ? "max_tokens" : "", too_long ? "context_length_exceeded" : "");
@@ -237,6 +252,7 @@ void handle_completion(Endpoint endpoint, const httplib::Request& request, httpl
   active->received = received;
   active->last_write = received;
   active->services = &services;
+  active->model_lease = std::move(lease);
   active->record.id = request_id;
   active->record.method = request.method;
   active->record.path = request.path;

@@ -10,6 +10,7 @@
 #include "server/access_log.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/model_residency.h"
 #include "server/openai_response.h"
 #include "server/served_models.h"
 
@@ -18,6 +19,8 @@ namespace retort::server {
 struct CompletionServices {
   const ServerOptions* options = nullptr;
   ServedModels models;  // a request's `model` field picks one (ServedModels::route)
+  // With --max-memory: loads the picked model and holds it for the request; null: all are loaded.
+  ModelResidency* residency = nullptr;
   ServerMetrics* metrics = nullptr;
   AccessLog* access_log = nullptr;
   const std::atomic<bool>* shutting_down = nullptr;

@@ -16,6 +16,7 @@
 #include "server/api_error.h"
 #include "server/completion_handler.h"
 #include "server/metrics.h"
+#include "server/model_residency.h"
 #include "server/web_page.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -160,6 +161,7 @@ struct HttpServer::Impl {
   std::atomic<bool> shutting_down{false};
   std::mutex model_mutex;
   CompletionServices services;  // model filled in by attach()
+  std::shared_ptr<ModelResidency> residency;  // with --max-memory; services.residency points at it
   int64_t started = 0;
   size_t connection_threads = 64;
   std::unique_ptr<ConnectionThreads> prepared_threads;  // built by bind(), handed to httplib by serve()
@@ -216,9 +218,27 @@ std::string unknown_model_message(const std::string& wanted, const ServedModels&
   return models.all().size() > 1 ? message + "; this server serves " + models.quoted_names() : message;
 }
 
-nlohmann::json model_json(const NamedModel& served, int64_t created) {
+// Under a memory budget a model may not be loaded: its context comes from its configuration, and
+// two fields beyond OpenAI's say whether it is in memory and what it takes there.
+nlohmann::json model_json(const NamedModel& served, int64_t created, const ModelResidency* residency) {
+  if (residency == nullptr) {
+    return {{"id", served.name}, {"object", "model"}, {"created", created}, {"owned_by", "retort"},
+            {"context_length", served.model.scheduler->context()}};
+  }
+  const size_t index = residency->index_of(served.name);
+  const OnDemandModel& model = residency->models()[index];
   return {{"id", served.name}, {"object", "model"}, {"created", created}, {"owned_by", "retort"},
-          {"context_length", served.model.scheduler->context()}};
+          {"context_length", model.context}, {"loaded", residency->loaded(index)},
+          {"memory_bytes", model.memory_bytes}};
+}
+
+std::vector<ModelEngineStats> engine_stats(const ServedModels& models, const ModelResidency* residency) {
+  std::vector<ModelEngineStats> engines;
+  for (size_t i = 0; i < models.all().size(); ++i) {
+    const NamedModel& served = models.all()[i];
+    engines.push_back({served.name, residency ? residency->engine_stats(i) : served.model.scheduler->stats()});
+  }
+  return engines;
 }
 
 }  // namespace
@@ -248,7 +268,7 @@ void HttpServer::Impl::install_routes(HttpServer& owner) {
     if (!owner.ready()) return reply_error(request, response, ApiError(503, "the model is still loading"), random_id());
     CompletionServices current = services_snapshot();
     nlohmann::json data = nlohmann::json::array();
-    for (const auto& served : current.models.all()) data.push_back(model_json(served, started));
+    for (const auto& served : current.models.all()) data.push_back(model_json(served, started, current.residency));
     response.set_content(to_wire({{"object", "list"}, {"data", data}}), "application/json");
   });
   http.Get(R"(/v1/models/(.+))", [this, &owner](const httplib::Request& request, httplib::Response& response) {
@@ -261,7 +281,7 @@ void HttpServer::Impl::install_routes(HttpServer& owner) {
                          ApiError(404, unknown_model_message(wanted, current.models), "model", "model_not_found"),
                          random_id());
     }
-    response.set_content(to_wire(model_json(*served, started)), "application/json");
+    response.set_content(to_wire(model_json(*served, started, current.residency)), "application/json");
   });
   http.Get("/health", [this, &owner](const httplib::Request&, httplib::Response& response) {
     const char* status = shutting_down.load() ? "shutting_down" : owner.ready() ? "ok" : "loading";
@@ -270,10 +290,10 @@ void HttpServer::Impl::install_routes(HttpServer& owner) {
   });
   http.Get("/metrics", [this, &owner](const httplib::Request&, httplib::Response& response) {
     CompletionServices current = services_snapshot();
-    std::vector<ModelEngineStats> engines;
-    for (const auto& served : current.models.all()) engines.push_back({served.name, served.model.scheduler->stats()});
-    response.set_content(metrics.render_models(engines, owner.ready() && !shutting_down.load()),
-                         "text/plain; version=0.0.4; charset=utf-8");
+    std::string text = metrics.render_models(engine_stats(current.models, current.residency),
+                                             owner.ready() && !shutting_down.load());
+    if (current.residency) text += render_residency(current.residency->residency_stats(), current.residency->budget_bytes());
+    response.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
   if (options.web_ui) {
     http.Get("/", [](const httplib::Request&, httplib::Response& response) {
@@ -397,6 +417,20 @@ void HttpServer::attach(std::vector<ServingModel> models) {
   {
     std::lock_guard lock(impl_->model_mutex);
     impl_->services.models = std::move(served);
+  }
+  ready_.store(true);
+}
+
+void HttpServer::attach(std::shared_ptr<ModelResidency> residency) {
+  // The router knows the names; the residency holds the models, loaded or not.
+  std::vector<NamedModel> named;
+  for (const auto& model : residency->models()) named.push_back({model.name, ServingModel{nullptr, nullptr, {}, model.name}});
+  ServedModels served(std::move(named));
+  {
+    std::lock_guard lock(impl_->model_mutex);
+    impl_->services.models = std::move(served);
+    impl_->residency = std::move(residency);
+    impl_->services.residency = impl_->residency.get();
   }
   ready_.store(true);
 }

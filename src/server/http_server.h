@@ -19,6 +19,8 @@
 
 namespace retort::server {
 
+class ModelResidency;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                        // 0: any free port (printed at start)
@@ -61,6 +63,9 @@ class HttpServer {
   // (throws retort::Error otherwise).
   void attach(std::vector<ServingModel> models);
   void attach(ServingModel model) { attach(std::vector<ServingModel>{std::move(model)}); }
+  // Makes the server ready with models loaded on first use under a memory budget (--max-memory);
+  // the residency's names must be distinct. It must outlive the HTTP threads (stop() and join).
+  void attach(std::shared_ptr<ModelResidency> residency);
   // New requests get 503 from now on; in-flight ones continue.
   void begin_shutdown();
   void stop();

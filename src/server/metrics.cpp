@@ -142,7 +142,42 @@ std::string engine_family(const EngineMetric& metric, const std::vector<ModelEng
   return out;
 }
 
+// The residency series, one row each, written for every model as engine_family() does.
+struct ResidencyMetric {
+  const char* name;
+  const char* help;
+  const char* type;
+  double (*value)(const ModelResidencyStats&);
+};
+
+constexpr ResidencyMetric kResidencyMetrics[] = {
+    {"retort_model_loaded", "1 while the model is in memory (--max-memory loads models on first use)", "gauge",
+     [](const ModelResidencyStats& m) { return m.loaded ? 1.0 : 0.0; }},
+    {"retort_model_memory_bytes", "Estimated memory of the model once loaded: weights and KV cache", "gauge",
+     [](const ModelResidencyStats& m) { return double(m.memory_bytes); }},
+    {"retort_model_requests_in_flight", "Requests holding the model (it is not unloaded while any do)", "gauge",
+     [](const ModelResidencyStats& m) { return double(m.in_flight); }},
+    {"retort_model_loads_total", "Times the model was loaded", "counter",
+     [](const ModelResidencyStats& m) { return double(m.loads); }},
+    {"retort_model_unloads_total", "Times the model was unloaded to make room for another", "counter",
+     [](const ModelResidencyStats& m) { return double(m.unloads); }},
+    {"retort_model_load_seconds_total", "Seconds spent loading the model, all loads together", "counter",
+     [](const ModelResidencyStats& m) { return m.load_seconds; }},
+};
+
 }  // namespace
+
+std::string render_residency(const std::vector<ModelResidencyStats>& models, uint64_t budget_bytes) {
+  std::string out = gauge("retort_memory_budget_bytes", "The memory budget for loaded models (--max-memory)",
+                          double(budget_bytes));
+  for (const ResidencyMetric& metric : kResidencyMetrics) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", metric.name, metric.help, metric.name, metric.type);
+    for (const auto& model : models) {
+      out += fmt::format("{}{{model=\"{}\"}} {}\n", metric.name, model.name, metric.value(model));
+    }
+  }
+  return out;
+}
 
 std::string ServerMetrics::render_energy(uint64_t generated_tokens) const {
   std::string out = gauge("retort_energy_available", "1 when the machine exposes RAPL energy counters",

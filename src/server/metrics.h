@@ -41,6 +41,22 @@ struct ModelEngineStats {
   SchedulerStats stats;
 };
 
+// Under a memory budget (--max-memory): one model's residency, for the retort_model_* series.
+struct ModelResidencyStats {
+  std::string name;
+  bool loaded = false;
+  uint64_t memory_bytes = 0;  // estimated: weights + KV cache
+  int64_t in_flight = 0;      // requests holding it
+  uint64_t loads = 0;
+  uint64_t unloads = 0;
+  double load_seconds = 0;  // spent loading it, all loads together
+};
+
+// retort_memory_budget_bytes, then per model (always labelled model="NAME", however many):
+// retort_model_loaded, retort_model_memory_bytes, retort_model_requests_in_flight,
+// retort_model_loads_total, retort_model_unloads_total, retort_model_load_seconds_total.
+std::string render_residency(const std::vector<ModelResidencyStats>& models, uint64_t budget_bytes);
+
 class ServerMetrics {
  public:
   ServerMetrics();

@@ -19,6 +19,11 @@ HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
   data_ = static_cast<uint8_t*>(memory);
 }
 
+void HugePageBuffer::commit() {
+  constexpr size_t kPageBytes = 4096;  // the smallest page: a huge page is faulted by its first byte
+  for (size_t offset = 0; offset < size_; offset += kPageBytes) data_[offset] = 0;
+}
+
 HugePageBuffer::~HugePageBuffer() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }

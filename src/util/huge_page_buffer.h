@@ -21,6 +21,9 @@ class HugePageBuffer {
   uint8_t* data() { return data_; }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // Writes every page once, so that the memory is resident now instead of on first use: a memory
+  // budget then counts what the buffer really holds, and a machine short of memory says so at load.
+  void commit();
 
  private:
   uint8_t* data_ = nullptr;

@@ -43,7 +43,7 @@ void* load_into_huge_pages(int fd, size_t size) {
 void set_default_map_mode(MapMode mode) { g_default_map_mode = mode; }
 MapMode default_map_mode() { return g_default_map_mode; }
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+MappedFile::MappedFile(const std::string& path, MapMode mode) : path_(path) {
   // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever (fstat refuses it below);
   // on a regular file it changes nothing.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -58,7 +58,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
          path);
   }
   size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0 && g_default_map_mode == MapMode::LoadHugePages) {
+  if (size_ > 0 && mode == MapMode::LoadHugePages) {
     data_ = static_cast<const uint8_t*>(load_into_huge_pages(fd, size_));
     private_copy_ = data_ != nullptr;
   }

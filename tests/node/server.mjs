@@ -44,6 +44,7 @@ export async function startServer(model, extraArgs = []) {
   });
   return {
     url,
+    pid: child.pid,
     get stdout() { return stdout; },
     get stderr() { return stderr; },
     exited,
