@@ -289,10 +289,13 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
   ThreadPool pool(3);
   for (size_t count : {0u, 1u, 5u, 1000u}) {
     std::vector<std::atomic<int>> hits(count);
+    std::atomic<int> short_chunks{0};  // shorter than the grain and not the loop's last
     pool.parallel_for(count, 7, [&](size_t b, size_t e) {
       for (size_t i = b; i < e; ++i) hits[i]++;
+      if (e - b < 7 && e != count) short_chunks++;
     });
     for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+    EXPECT_EQ(short_chunks.load(), 0) << count;
   }
 }
 

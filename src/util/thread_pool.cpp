@@ -68,13 +68,19 @@ ThreadPool::~ThreadPool() {
   for (auto& worker : workers_) worker.join();
 }
 
+// Guided self-scheduling: each grab takes a share of what is left (at least `grain_`), so the first
+// chunks are long and contiguous and the last ones short, and no thread waits at the end of a loop
+// for more than one short chunk of another's.
 void ThreadPool::run_chunks() {
   in_parallel_region = true;
-  for (;;) {
-    size_t chunk = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-    size_t begin = chunk * chunk_;
-    if (begin >= count_) break;
-    (*body_)(begin, std::min(count_, begin + chunk_));
+  const size_t divisor = 2 * static_cast<size_t>(size());
+  size_t begin = next_.load(std::memory_order_relaxed);
+  while (begin < count_) {
+    const size_t remaining = count_ - begin;
+    const size_t take = std::min(remaining, std::max(grain_, remaining / divisor));
+    if (!next_.compare_exchange_weak(begin, begin + take, std::memory_order_relaxed)) continue;  // begin reloaded
+    (*body_)(begin, begin + take);
+    begin = next_.load(std::memory_order_relaxed);
   }
   in_parallel_region = false;
 }
@@ -104,20 +110,17 @@ void ThreadPool::parallel_for(size_t count, size_t grain,
                               const std::function<void(size_t, size_t)>& body) {
   if (count == 0) return;
   grain = std::max<size_t>(grain, 1);
-  size_t threads = static_cast<size_t>(size());
   if (workers_.empty() || in_parallel_region || count <= grain) {
     body(0, count);
     return;
   }
-  // A few chunks per thread balance uneven work without much scheduling overhead.
-  size_t chunks = std::min(threads * 4, (count + grain - 1) / grain);
   std::lock_guard dispatch(dispatch_mutex_);
   {
     std::lock_guard lock(mutex_);
     body_ = &body;
     count_ = count;
-    chunk_ = (count + chunks - 1) / chunks;
-    next_chunk_.store(0, std::memory_order_relaxed);
+    grain_ = grain;
+    next_.store(0, std::memory_order_relaxed);
     busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
   }

@@ -43,8 +43,8 @@ class ThreadPool {
   std::condition_variable done_;
   const std::function<void(size_t, size_t)>* body_ = nullptr;
   size_t count_ = 0;
-  size_t chunk_ = 0;
-  std::atomic<size_t> next_chunk_{0};
+  size_t grain_ = 1;
+  std::atomic<size_t> next_{0};  // the first index no thread has taken yet
   std::atomic<int> busy_workers_{0};
   std::atomic<uint64_t> generation_{0};
   bool stopping_ = false;
