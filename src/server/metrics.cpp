@@ -36,7 +36,7 @@ ServerMetrics::ServerMetrics()
       inter_token_({0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}),
       request_duration_({0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}) {
   if (energy_.available()) {
-    spdlog::info("energy: RAPL counters {}", fmt::join(energy_.domain_names(), ", "));
+    spdlog::info("energy: counters {}", fmt::join(energy_.domain_names(), ", "));
   } else {
     spdlog::info("energy: not measured: {}", energy_.why_not());
   }
@@ -180,14 +180,14 @@ std::string render_residency(const std::vector<ModelResidencyStats>& models, uin
 }
 
 std::string ServerMetrics::render_energy(uint64_t generated_tokens) const {
-  std::string out = gauge("retort_energy_available", "1 when the machine exposes RAPL energy counters",
+  std::string out = gauge("retort_energy_available", "1 when the machine exposes energy counters (RAPL, NVML)",
                           energy_.available() ? 1 : 0);
   if (!energy_.available()) return out;
   const double joules = energy_.joules();
   uint64_t completed = 0;  // under mutex_, held by render_models()
   for (const auto& [key, count] : requests_)
     if (key.second == 200 && (key.first == "/v1/chat/completions" || key.first == "/v1/completions")) completed += count;
-  out += gauge("retort_energy_joules_total", "CPU package and DRAM energy since start (RAPL)", joules, "counter");
+  out += gauge("retort_energy_joules_total", "Energy since start: CPU packages and DRAM (RAPL), NVIDIA GPUs (NVML)", joules, "counter");
   const auto tokens = double(generated_tokens);
   out += gauge("retort_energy_joules_per_token", "Energy since start per generated token", tokens > 0 ? joules / tokens : 0);
   out += gauge("retort_energy_kwh_per_10k_requests", "Energy since start per 10,000 completed requests, in kWh",

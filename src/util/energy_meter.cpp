@@ -30,7 +30,14 @@ bool read_number(const fs::path& path, uint64_t& out) {
 
 }  // namespace
 
-EnergyMeter::EnergyMeter(std::string root) {
+EnergyMeter::EnergyMeter(std::string root, const std::string& nvml_library) : nvml_(nvml_library) {
+  add_rapl_domains(root);
+  add_gpus();
+  if (domains_.empty()) why_not_ += "; " + nvml_.why_not();
+  else why_not_.clear();
+}
+
+void EnergyMeter::add_rapl_domains(const std::string& root) {
   std::error_code error;
   std::vector<fs::path> zones;
   for (const auto& entry : fs::directory_iterator(root, error)) {
@@ -55,12 +62,31 @@ EnergyMeter::EnergyMeter(std::string root) {
   }
 }
 
+// NVML's counters are 64-bit millijoules since the driver loaded: they do not wrap in practice.
+void EnergyMeter::add_gpus() {
+  for (size_t i = 0; i < nvml_.device_count(); ++i) {
+    Domain domain;
+    domain.name = nvml_.device_name(i);
+    domain.gpu_index = i;
+    domain.max_range = UINT64_MAX;
+    if (read_microjoules(domain, domain.last)) domains_.push_back(domain);
+  }
+}
+
+bool EnergyMeter::read_microjoules(const Domain& domain, uint64_t& out) const {
+  if (!domain.energy_path.empty()) return read_number(domain.energy_path, out);
+  uint64_t millijoules = 0;
+  if (!nvml_.read_millijoules(domain.gpu_index, millijoules)) return false;
+  out = millijoules * 1000;
+  return true;
+}
+
 double EnergyMeter::joules() {
   std::lock_guard lock(mutex_);
   double total = 0;
   for (Domain& d : domains_) {
     uint64_t now = 0;
-    if (read_number(d.energy_path, now)) {
+    if (read_microjoules(d, now)) {
       const uint64_t delta = now >= d.last ? now - d.last : now + (d.max_range - d.last);
       d.total_uj += double(delta);
       d.last = now;
