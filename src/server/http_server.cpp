@@ -17,6 +17,7 @@
 #include "server/completion_handler.h"
 #include "server/metrics.h"
 #include "server/model_residency.h"
+#include "server/pipelined_http_server.h"
 #include "server/web_page.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -155,7 +156,7 @@ struct HttpServer::Impl {
   explicit Impl(ServerOptions o) : options(std::move(o)), access_log(options.access_log) {}
 
   ServerOptions options;
-  httplib::Server http;
+  PipelinedHttpServer http;  // httplib with a keep-alive loop that keeps pipelined requests
   ServerMetrics metrics;
   AccessLog access_log;
   std::atomic<bool> shutting_down{false};

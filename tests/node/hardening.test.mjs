@@ -2,7 +2,7 @@
 // path cannot forge a sample line and unknown paths do not add series; malformed request fields are
 // 400s, not 500s; an out-of-vocabulary token id is a 400 about the token id; keep-alive requests
 // are not held back by Nagle's algorithm; the listen backlog is larger than httplib's 5; the body limit holds
-// before the body is read.
+// before the body is read; pipelined requests are all answered, in order.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -126,6 +126,28 @@ test("keep-alive requests after the first are answered without a delayed-ACK wai
   socket.destroy();
   times.sort((a, b) => a - b);
   assert.ok(times[5] < 30, `median keep-alive round trip ${times[5].toFixed(1)} ms: ${times.join(", ")}`);
+});
+
+test("pipelined requests on one connection are all answered, in order", { skip }, async () => {
+  // Three requests in one write, the middle one with a body: httplib 0.11 answered only the first.
+  const body = JSON.stringify({ prompt: "Hello", max_tokens: 2, temperature: 0 });
+  const bytes = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n" +
+    `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+    "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const started = Date.now();
+  // Not half-closed: a client that shuts its side is taken as gone (the server stops writing to it).
+  const reply = await new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(bytes));
+    let text = "";
+    socket.on("data", (d) => { text += d; });
+    socket.on("end", () => { socket.destroy(); resolve(text); });  // after the third, "Connection: close"
+    socket.on("error", reject);
+  });
+  const statuses = [...reply.matchAll(/HTTP\/1\.1 (\d+) /g)].map((m) => m[1]);
+  assert.deepEqual(statuses, ["200", "200", "200"], reply.slice(0, 2000));
+  const health = reply.indexOf('"status"'), completion = reply.indexOf('"text_completion"'), models = reply.indexOf('"list"');
+  assert.ok(health >= 0 && health < completion && completion < models, reply.slice(0, 2000));
+  assert.ok(Date.now() - started < 5000, "answered without waiting for a keep-alive timeout");
 });
 
 test("the listen backlog is larger than 5", { skip }, async (t) => {
