@@ -34,6 +34,13 @@ struct SpeculationStats {
   int64_t emitted = 0;          // tokens those forwards produced (accepted + one drawn by the target)
   double acceptance_rate() const { return proposed > 0 ? static_cast<double>(accepted) / proposed : 0.0; }
   double tokens_per_forward() const { return target_forwards > 0 ? static_cast<double>(emitted) / target_forwards : 0.0; }
+  SpeculationStats& operator+=(const SpeculationStats& more) {
+    proposed += more.proposed;
+    accepted += more.accepted;
+    target_forwards += more.target_forwards;
+    emitted += more.emitted;
+    return *this;
+  }
 };
 
 struct GenerationStats {

@@ -37,10 +37,7 @@ Totals generate_all(Transformer& target, Drafter* drafter, const Tokenizer& toke
     if (drafter != nullptr) drafter->release(drafter->single_sequence());
     totals.generated += stats.generated_tokens;
     totals.decode_seconds += stats.decode_seconds;
-    totals.speculation.proposed += stats.speculation.proposed;
-    totals.speculation.accepted += stats.speculation.accepted;
-    totals.speculation.target_forwards += stats.speculation.target_forwards;
-    totals.speculation.emitted += stats.speculation.emitted;
+    totals.speculation += stats.speculation;
   }
   return totals;
 }

@@ -45,10 +45,7 @@ void add_scheduler_counters(SchedulerStats& total, const SchedulerStats& more) {
   total.steps_total += more.steps_total;
   total.prefix_cache_query_tokens_total += more.prefix_cache_query_tokens_total;
   total.prefix_cache_hit_tokens_total += more.prefix_cache_hit_tokens_total;
-  total.speculation.proposed += more.speculation.proposed;
-  total.speculation.accepted += more.speculation.accepted;
-  total.speculation.target_forwards += more.speculation.target_forwards;
-  total.speculation.emitted += more.speculation.emitted;
+  total.speculation += more.speculation;
 }
 
 // ---- ModelLease
