@@ -23,12 +23,12 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
   require(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::I8, ErrorKind::InvalidInput,
           "the KV cache type must be f32, f16 or q8, not {}", dtype_name(dtype));
   total_blocks_ = (capacity_tokens + block_size - 1) / block_size;
-  const auto positions = static_cast<size_t>(num_layers_ * total_blocks_ * block_size_);
-  keys_ = HugePageBuffer(positions * static_cast<size_t>(kv_dim_) * element_bytes_);  // zeroed as pages are first written
-  values_ = HugePageBuffer(keys_.size());
-  if (dtype == DType::I8) {
-    key_scales_ = HugePageBuffer(positions * static_cast<size_t>(config.num_kv_heads) * sizeof(float));
-    value_scales_ = HugePageBuffer(key_scales_.size());
+  const SideBytes side = side_bytes(config, static_cast<uint64_t>(num_layers_ * total_blocks_ * block_size_), dtype);
+  keys_ = HugePageBuffer(side.rows);  // zeroed as pages are first written
+  values_ = HugePageBuffer(side.rows);
+  if (side.scales > 0) {
+    key_scales_ = HugePageBuffer(side.scales);
+    value_scales_ = HugePageBuffer(side.scales);
   }
   free_list_.reserve(static_cast<size_t>(total_blocks_));
   // Handed out from the back, so lower block ids go first.
@@ -41,12 +41,17 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity_tokens, int64_t blo
   evictable_tick_.assign(blocks, 0);
 }
 
+KvCache::SideBytes KvCache::side_bytes(const ModelConfig& config, uint64_t positions, DType dtype) {
+  SideBytes side;
+  side.rows = positions * static_cast<uint64_t>(config.kv_dim()) * dtype_size(dtype);
+  if (dtype == DType::I8) side.scales = positions * static_cast<uint64_t>(config.num_kv_heads) * sizeof(float);
+  return side;
+}
+
 uint64_t KvCache::bytes_for(const ModelConfig& config, int64_t capacity_tokens, int64_t block_size, DType dtype) {
   const int64_t blocks = (capacity_tokens + block_size - 1) / block_size;
-  const auto positions = static_cast<uint64_t>(config.num_layers * blocks * block_size);
-  uint64_t side = positions * static_cast<uint64_t>(config.kv_dim()) * dtype_size(dtype);
-  if (dtype == DType::I8) side += positions * static_cast<uint64_t>(config.num_kv_heads) * sizeof(float);  // row scales
-  return 2 * side;  // keys and values
+  const SideBytes side = side_bytes(config, static_cast<uint64_t>(config.num_layers * blocks * block_size), dtype);
+  return 2 * (side.rows + side.scales);  // keys and values
 }
 
 KvCacheLayout KvCache::layer(int64_t layer) {

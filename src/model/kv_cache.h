@@ -94,6 +94,13 @@ class KvCache {
   int64_t slot(const KvSequence& sequence, int64_t position) const;
 
  private:
+  // Bytes of one side (keys or values) of a pool of `positions` across all layers: the rows, and
+  // for I8 their f32 scales. The constructor allocates these and bytes_for() plans with them.
+  struct SideBytes {
+    uint64_t rows = 0, scales = 0;
+  };
+  static SideBytes side_bytes(const ModelConfig& config, uint64_t positions, DType dtype);
+
   int64_t num_layers_;
   int64_t kv_dim_;
   int64_t head_dim_;
