@@ -91,7 +91,7 @@ void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t r
         auto w = quantize_weights(type, rows, cols, rng);
         if (interleaved) {
           ASSERT_TRUE(cpu::has_interleaved8_form(dtype_of_block(type), rows));
-          cpu::repack_interleaved8(dtype_of_block(type), w.packed.data(), rows, cols);
+          cpu::repack_interleaved8(dtype_of_block(type), w.packed.data(), rows, cols, set.paired_groups);
         }
         const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 3.0f);
         QuantizedActivations act;
@@ -122,11 +122,13 @@ void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t r
 // Rows [2, 13): a range that starts inside the matrix and is not a multiple of the tile.
 TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) { check_against_f64(*GetParam(), false, 13, 2, 2024); }
 
-// The Interleaved8 layout: 3 groups of 8 rows, the range starting at the second group (one pair
-// of groups for the 512-bit kernels); then 7 groups from the first (three pairs and one left over).
+// The Interleaved8 layout: 5 groups of 8 rows, the range starting at the third (a pair of groups
+// for the 512-bit kernels, then one left over); then 7 groups from the first (three pairs and one
+// left over); then 2 groups from the second (the plain form's ranges may start at any group).
 TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
-  check_against_f64(*GetParam(), true, 24, 8, 77);
+  check_against_f64(*GetParam(), true, 40, 16, 77);
   check_against_f64(*GetParam(), true, 56, 0, 78);
+  if (!GetParam()->paired_groups) check_against_f64(*GetParam(), true, 16, 8, 79);
 }
 
 // The largest 4-bit products (every nibble 15, every activation 127) through the interleaved Q4_0
@@ -150,7 +152,7 @@ TEST_P(IntegerDot, InterleavedNibbleExtremesDoNotWrap) {
     }
     const double weight = type == BlockType::Q4_0 ? 7.0 : 945.0;
     const DType dtype = dtype_of_block(type);
-    cpu::repack_interleaved8(dtype, bytes.data(), rows, cols);
+    cpu::repack_interleaved8(dtype, bytes.data(), rows, cols, GetParam()->paired_groups);
     std::vector<float> in(static_cast<size_t>(cols), 1.0f);
     QuantizedActivations act;
     cpu::quantize_activations(in.data(), 1, cols, act);

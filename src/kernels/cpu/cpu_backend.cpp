@@ -105,7 +105,7 @@ bool CpuBackend::repack(WeightMatrix& w, void* bytes) {
   if (integer_kernels_ == nullptr || w.layout != WeightLayout::Rows || !cpu::has_interleaved8_form(w.dtype, w.rows))
     return false;
   require(bytes == w.data, ErrorKind::Internal, "repack needs the matrix's own bytes");
-  cpu::repack_interleaved8(w.dtype, static_cast<uint8_t*>(bytes), w.rows, w.cols);
+  cpu::repack_interleaved8(w.dtype, static_cast<uint8_t*>(bytes), w.rows, w.cols, integer_kernels_->paired_groups);
   w.layout = WeightLayout::Interleaved8;
   return true;
 }

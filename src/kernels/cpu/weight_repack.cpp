@@ -54,22 +54,28 @@ bool has_interleaved8_form(DType dtype, int64_t rows) {
   return !fields_of(dtype).empty() && rows > 0 && rows % kGroupRows == 0;
 }
 
-void repack_interleaved8(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols) {
+void repack_interleaved8(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols, bool paired_groups) {
   require(has_interleaved8_form(dtype, rows), ErrorKind::Internal, "{} [{} × {}] has no interleaved form",
           dtype_name(dtype), rows, cols);
   const std::vector<FieldSpec> fields = fields_of(dtype);
   const auto block_bytes = static_cast<int64_t>(dtype_size(dtype));
   const int64_t blocks = cols / dtype_block_elements(dtype);
   const int64_t row_bytes = blocks * block_bytes;
-  std::vector<uint8_t> group(static_cast<size_t>(kGroupRows * row_bytes));
-  for (int64_t g = 0; g < rows; g += kGroupRows) {
-    uint8_t* source = bytes + g * row_bytes;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const uint8_t* block_rows[kGroupRows];
-      for (int64_t r = 0; r < kGroupRows; ++r) block_rows[r] = source + r * row_bytes + b * block_bytes;
-      interleave_block(fields, block_rows, group.data() + b * kGroupRows * block_bytes);
-    }
-    std::memcpy(source, group.data(), group.size());
+  const int64_t group_block_bytes = kGroupRows * block_bytes;
+  std::vector<uint8_t> span(static_cast<size_t>(2 * kGroupRows * row_bytes));
+  for (int64_t first = 0; first < rows;) {
+    // One group, or a pair of them whose blocks alternate: group j's block b at 2b + j.
+    const int64_t groups = paired_groups && first + 2 * kGroupRows <= rows ? 2 : 1;
+    uint8_t* source = bytes + first * row_bytes;
+    for (int64_t j = 0; j < groups; ++j)
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* block_rows[kGroupRows];
+        for (int64_t r = 0; r < kGroupRows; ++r)
+          block_rows[r] = source + (j * kGroupRows + r) * row_bytes + b * block_bytes;
+        interleave_block(fields, block_rows, span.data() + (groups * b + j) * group_block_bytes);
+      }
+    std::memcpy(source, span.data(), static_cast<size_t>(groups * kGroupRows * row_bytes));
+    first += groups * kGroupRows;
   }
 }
 

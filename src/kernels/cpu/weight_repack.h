@@ -8,6 +8,10 @@
 //   - a quant field of n bytes: cut in chunks of 4 bytes, chunk c of the 8 rows as 32 bytes with
 //     row r's bytes 4c..4c+3 at 4r, so one 256-bit vector holds 4 consecutive quant bytes of each
 //     of the 8 rows, which one int8 dot instruction takes against 4 broadcast activation bytes.
+// The paired form (for kernels that take 16 rows per vector) also interleaves the blocks of each
+// pair of groups (rows 16p..16p+7 and 16p+8..16p+15): block b of the first group, block b of the
+// second, then block b + 1 of each, so the 16 rows are read as one stream. The pair's bytes stay
+// where its two groups' were; a last group without a partner keeps its blocks in order.
 // Per format, in this order:
 //   Q8_0 (8 × 34 bytes):  d (f16) | qs[32] (quant)
 //   Q4_0 (8 × 18):        d | qs[16] (quant: chunk c's low nibbles are columns 4c.., high 16 + 4c..)
@@ -22,7 +26,8 @@ namespace retort::cpu {
 // True when `dtype` with `rows` rows has an Interleaved8 form (the four types above, rows a
 // multiple of 8).
 bool has_interleaved8_form(DType dtype, int64_t rows);
-// Rewrites rows × cols of `dtype` (as the file stores them) into Interleaved8, in place.
-void repack_interleaved8(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols);
+// Rewrites rows × cols of `dtype` (as the file stores them) into Interleaved8, in place; in the
+// paired form when `paired_groups` (IntegerDotKernels::paired_groups says which its kernels read).
+void repack_interleaved8(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols, bool paired_groups);
 
 }  // namespace retort::cpu
