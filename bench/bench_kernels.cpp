@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -79,7 +80,14 @@ void BM_MatmulQuantized(benchmark::State& state) {
   MatmulCase c = make_case(rows, cols, tokens);
   std::vector<float> values(static_cast<size_t>(rows * cols));
   for (size_t i = 0; i < values.size(); ++i) values[i] = bf16_to_f32(c.weights[i]);
-  std::vector<uint8_t> packed(dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows));
+  // RETORT_BENCH_WEIGHT_OFFSET: where in a 64-byte line the weights start (a GGUF file aligns
+  // tensors to 32 bytes, so a loaded model's matrices start at 0 or 32).
+  const char* offset_env = std::getenv("RETORT_BENCH_WEIGHT_OFFSET");
+  const size_t offset = offset_env ? static_cast<size_t>(std::atoi(offset_env)) : 0;
+  const size_t weight_bytes = dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows);
+  std::vector<uint8_t> storage(weight_bytes + offset + 64);
+  const auto line_start = (reinterpret_cast<uintptr_t>(storage.data()) + 63) / 64 * 64;
+  std::span<uint8_t> packed(reinterpret_cast<uint8_t*>(line_start) + offset, weight_bytes);
   quantize_rows(block_type_of(dtype), values.data(), packed.data(), rows, cols);
   CpuBackend backend;
   WeightMatrix matrix{dtype, packed.data(), rows, cols};

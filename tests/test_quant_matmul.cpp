@@ -80,8 +80,10 @@ cpu::QuantMatmulFn interleaved_kernel_for(const IntegerDotKernels& set, BlockTyp
 
 // Every type, 1, 3 and 7 blocks per row and 1–7 tokens: rows [first_row, rows) through `kernel`
 // against f64 on the same dequantized weights and activations; rows before first_row untouched.
-// `interleaved` repacks the weights first (rows then in groups of 8).
-void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t rows, int64_t first_row, uint32_t seed) {
+// `interleaved` repacks the weights first (rows then in groups of 8 or 16), `line_offset` bytes
+// past a 64-byte line (the layout places d by the address).
+void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t rows, int64_t first_row, uint32_t seed,
+                       size_t line_offset = 0) {
   std::mt19937 rng(seed);
   for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
     const cpu::QuantMatmulFn kernel = interleaved ? interleaved_kernel_for(set, type) : kernel_for(set, type);
@@ -89,9 +91,13 @@ void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t r
       for (int64_t tokens : {1, 2, 3, 4, 5, 7}) {
         const int64_t cols = blocks * block_format(type).block_elements;
         auto w = quantize_weights(type, rows, cols, rng);
+        std::vector<uint8_t> storage(w.packed.size() + 64 + line_offset);
+        uint8_t* weights = w.packed.data();
         if (interleaved) {
-          ASSERT_TRUE(cpu::has_interleaved8_form(dtype_of_block(type), rows));
-          cpu::repack_interleaved8(dtype_of_block(type), w.packed.data(), rows, cols, set.paired_groups);
+          ASSERT_TRUE(cpu::has_interleaved_form(dtype_of_block(type), rows));
+          weights = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(storage.data()) + 63) / 64 * 64) + line_offset;
+          std::memcpy(weights, w.packed.data(), w.packed.size());
+          cpu::repack_interleaved(dtype_of_block(type), weights, rows, cols, set.group_rows);
         }
         const auto in = test::random_floats(static_cast<size_t>(tokens * cols), rng, 3.0f);
         QuantizedActivations act;
@@ -100,7 +106,7 @@ void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t r
         std::vector<float> act_as_float(act_exact.begin(), act_exact.end());
         const auto want = test::reference_matmul(act_as_float, w.exact, tokens, rows, cols);
         std::vector<float> out(static_cast<size_t>(tokens * rows), -7.0f);
-        kernel(out.data(), rows, act, w.packed.data(), first_row, rows);
+        kernel(out.data(), rows, act, weights, first_row, rows);
         for (int64_t t = 0; t < tokens; ++t)
           for (int64_t r = 0; r < rows; ++r) {
             const size_t i = static_cast<size_t>(t * rows + r);
@@ -122,13 +128,17 @@ void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t r
 // Rows [2, 13): a range that starts inside the matrix and is not a multiple of the tile.
 TEST_P(IntegerDot, MatchesF64OnDequantizedWeightsAndActivations) { check_against_f64(*GetParam(), false, 13, 2, 2024); }
 
-// The Interleaved8 layout: 5 groups of 8 rows, the range starting at the third (a pair of groups
-// for the 512-bit kernels, then one left over); then 7 groups from the first (three pairs and one
-// left over); then 2 groups from the second (the plain form's ranges may start at any group).
+// The Interleaved layout: 5 groups of 8 rows, the range starting at the third (one group of 16
+// for the 512-bit kernels, then 8 rows left over); then 7 groups of 8 from the first (three of
+// 16 and 8 rows left over); then 2 groups from the second (ranges may start at any group of 8
+// where the groups are of 8).
+// Each at 0, 16 and 32 bytes into a cache line, so blocks of every group size store d both ways.
 TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
-  check_against_f64(*GetParam(), true, 40, 16, 77);
-  check_against_f64(*GetParam(), true, 56, 0, 78);
-  if (!GetParam()->paired_groups) check_against_f64(*GetParam(), true, 16, 8, 79);
+  for (size_t line_offset : {0, 16, 32}) {
+    check_against_f64(*GetParam(), true, 40, 16, 77, line_offset);
+    check_against_f64(*GetParam(), true, 56, 0, 78, line_offset);
+    if (GetParam()->group_rows == 8) check_against_f64(*GetParam(), true, 16, 8, 79, line_offset);
+  }
 }
 
 // The largest 4-bit products (every nibble 15, every activation 127) through the interleaved Q4_0
@@ -152,7 +162,7 @@ TEST_P(IntegerDot, InterleavedNibbleExtremesDoNotWrap) {
     }
     const double weight = type == BlockType::Q4_0 ? 7.0 : 945.0;
     const DType dtype = dtype_of_block(type);
-    cpu::repack_interleaved8(dtype, bytes.data(), rows, cols, GetParam()->paired_groups);
+    cpu::repack_interleaved(dtype, bytes.data(), rows, cols, GetParam()->group_rows);
     std::vector<float> in(static_cast<size_t>(cols), 1.0f);
     QuantizedActivations act;
     cpu::quantize_activations(in.data(), 1, cols, act);
@@ -277,7 +287,7 @@ TEST(IntegerDotBackend, RepackedMatricesGiveTheRowLayoutsProducts) {
       WeightMatrix repacked{plain.dtype, bytes.data(), rows, cols};
       const bool changed = backend.repack(repacked, bytes.data());
       ASSERT_TRUE(changed) << block_format(type).name;
-      ASSERT_EQ(repacked.layout, WeightLayout::Interleaved8);
+      ASSERT_EQ(repacked.layout, WeightLayout::Interleaved);
       backend.matmul(got.data(), in.data(), repacked, tokens);
       for (size_t i = 0; i < want.size(); ++i)
         ASSERT_NEAR(got[i], want[i], 1e-4 * (1.0 + std::fabs(want[i]))) << block_format(type).name << " at " << i;

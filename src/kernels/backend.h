@@ -10,11 +10,12 @@
 
 namespace retort {
 
-// How a matrix's bytes are ordered. Rows: as the file stores them, row after row. Interleaved8:
-// rewritten by a backend for its kernels (Backend::repack): each group of 8 rows keeps its bytes
-// (the same size) but block by block, the 8 rows' scales together, then their quants interleaved
-// 4 bytes at a time, so one pass of the activations feeds 8 rows (layout in weight_repack.h).
-enum class WeightLayout : uint8_t { Rows, Interleaved8 };
+// How a matrix's bytes are ordered. Rows: as the file stores them, row after row. Interleaved:
+// rewritten by a backend for its kernels (Backend::repack): each group of 8 or 16 rows keeps its
+// bytes (the same size) but block by block, the group's scales together, then their quants
+// interleaved 4 bytes at a time, so one pass of the activations feeds the whole group (layout in
+// weight_repack.h).
+enum class WeightLayout : uint8_t { Rows, Interleaved };
 
 // A weight matrix W [rows × cols] (rows = output features), in any storage type; y = x Wᵀ.
 struct WeightMatrix {

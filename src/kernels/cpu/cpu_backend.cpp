@@ -34,7 +34,7 @@ cpu::MatmulTileFn tile_for(const cpu::IsaKernels& kernels, DType dtype) {
 // The integer dot-product kernel for a block-quantized weight type, if the CPU has one.
 cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, const WeightMatrix& w) {
   if (kernels == nullptr) return nullptr;
-  if (w.layout == WeightLayout::Interleaved8) {
+  if (w.layout == WeightLayout::Interleaved) {
     switch (w.dtype) {
       case DType::Q8_0: return kernels->matmul_q8_0_x8;
       case DType::Q4_0: return kernels->matmul_q4_0_x8;
@@ -53,12 +53,12 @@ cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, con
 }
 
 // Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
-// Interleaved matrices are cut in pairs of groups of 8 rows (the 512-bit kernels take 16 at once),
+// Interleaved matrices are cut in multiples of 16 rows (the 512-bit kernels' groups),
 // bf16 ones in the 8 rows of its decode tile (cut in 4s, a 1.5B decode ran a fifth of its bf16
 // rows, and all of ffn_down's, through the one-row tail tile: 0.83x llama.cpp at 2 threads).
 size_t row_grain(const WeightMatrix& w) {
   size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
-  const size_t multiple = w.layout == WeightLayout::Interleaved8 ? 16 : w.dtype == DType::BF16 ? 8 : 4;
+  const size_t multiple = w.layout == WeightLayout::Interleaved ? 16 : w.dtype == DType::BF16 ? 8 : 4;
   return std::max<size_t>(multiple, (64 * 1024) / std::max<size_t>(row_bytes, 1)) / multiple * multiple;
 }
 
@@ -99,14 +99,14 @@ std::string CpuBackend::name() const {
   return name;
 }
 
-// Q8_0, Q4_0, Q4_K and Q6_K matrices whose rows come in whole groups of 8 go to the Interleaved8 layout when
+// Q8_0, Q4_0, Q4_K and Q6_K matrices whose rows come in whole groups of 8 go to the Interleaved layout when
 // this CPU has integer kernels (the scalar set reads rows as they are).
 bool CpuBackend::repack(WeightMatrix& w, void* bytes) {
-  if (integer_kernels_ == nullptr || w.layout != WeightLayout::Rows || !cpu::has_interleaved8_form(w.dtype, w.rows))
+  if (integer_kernels_ == nullptr || w.layout != WeightLayout::Rows || !cpu::has_interleaved_form(w.dtype, w.rows))
     return false;
   require(bytes == w.data, ErrorKind::Internal, "repack needs the matrix's own bytes");
-  cpu::repack_interleaved8(w.dtype, static_cast<uint8_t*>(bytes), w.rows, w.cols, integer_kernels_->paired_groups);
-  w.layout = WeightLayout::Interleaved8;
+  cpu::repack_interleaved(w.dtype, static_cast<uint8_t*>(bytes), w.rows, w.cols, integer_kernels_->group_rows);
+  w.layout = WeightLayout::Interleaved;
   return true;
 }
 

@@ -60,9 +60,9 @@ struct IntegerDotKernels {
   QuantMatmulFn matmul_q4_0;
   QuantMatmulFn matmul_q4_k;
   QuantMatmulFn matmul_q6_k;
-  // The same for weights in the Interleaved8 layout (weight_repack.h), its paired form when
-  // paired_groups; row ranges start at a multiple of 16 (8 for the plain form).
-  bool paired_groups;
+  // The same for weights in the Interleaved layout (weight_repack.h) with groups of group_rows
+  // (8 or 16); row ranges start at a multiple of group_rows.
+  int64_t group_rows;
   QuantMatmulFn matmul_q8_0_x8;
   QuantMatmulFn matmul_q4_0_x8;
   QuantMatmulFn matmul_q4_k_x8;

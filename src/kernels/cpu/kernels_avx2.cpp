@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels/cpu/isa_kernels.h"
+#include "kernels/cpu/weight_repack.h"
 #include "tensor/dtype.h"
 #include "util/cpu_features.h"
 

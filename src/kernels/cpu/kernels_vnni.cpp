@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/cpu/isa_kernels.h"
+#include "kernels/cpu/weight_repack.h"
 #include "util/cpu_features.h"
 
 namespace retort::cpu {
@@ -21,34 +22,18 @@ struct VnniIntegerDot {
 
 #include "kernels/cpu/quant_matmul.inc"
 
-// Two neighbouring groups of 8 rows side by side in 512 bits (interleaved_matmul.inc): each
-// 32-byte load of a group's block is paired with the same bytes of the next group, so one
-// vpdpbusd does 16 rows × 4 columns against the same 4 broadcast activation bytes.
+// Groups of 16 rows in 512 bits (interleaved_matmul.inc): one vpdpbusd does 16 rows × 4 columns
+// against the same 4 broadcast activation bytes, and every field of the 16 rows is one load.
 struct Lanes16Vnni {
   using ivec = __m512i;
   using fvec = __m512;
   static constexpr int64_t kRows = 16;
   static __m128i load_16_bytes(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
-  static __m128i two_8_byte_fields(const uint8_t* p, int64_t next) {
-    return _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
-                              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + next)));
-  }
-  static ivec quants(const uint8_t* p, int64_t next) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(load_32_bytes(p)), load_32_bytes(p + next), 1);
-  }
-  static fvec halves(const uint8_t* p, int64_t next) {
-    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(load_16_bytes(p)), load_16_bytes(p + next), 1));
-  }
-  static ivec byte_field(const uint8_t* field, int k, int64_t next) {
-    return _mm512_cvtepu8_epi32(two_8_byte_fields(field + 8 * k, next));
-  }
-  static ivec signed_byte_field(const uint8_t* field, int64_t next) {
-    return _mm512_cvtepi8_epi32(two_8_byte_fields(field, next));
-  }
-  static void prefetch(const uint8_t* p, int64_t next) {
-    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(p + next), _MM_HINT_T0);
-  }
+  static ivec quants(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  static fvec halves(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static ivec byte_field(const uint8_t* field, int k) { return _mm512_cvtepu8_epi32(load_16_bytes(field + 16 * k)); }
+  static ivec signed_byte_field(const uint8_t* field) { return _mm512_cvtepi8_epi32(load_16_bytes(field)); }
+  static void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   static ivec broadcast4(const int8_t* p) { return _mm512_set1_epi32(load_4_bytes(p)); }
   static ivec dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static ivec nibble_dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
