@@ -108,6 +108,8 @@ void QuantizedShapes(benchmark::internal::Benchmark* b) {
     }
   // 512 x 1536 fits in L2 at every type: the kernel's arithmetic speed per byte, without memory.
   for (int64_t dtype : {0, 1, 2, 3}) b->Args({512, 1536, 1, dtype});
+  // 28672 x 4096 (the 8B's gate and up together) is far larger than any L3: the kernel from memory.
+  for (int64_t dtype : {0, 1, 2, 3}) b->Args({28672, 4096, 1, dtype});
   b->Args({151936, 1536, 1, 3});  // the 1.5B's output matrix, Q6_K in the Q4_K_M recipe
 }
 BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();

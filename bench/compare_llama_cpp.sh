@@ -28,6 +28,9 @@
 #        QUANTIZE="q4_k q8_0": also time `retort quantize` against `llama-quantize` (all cores each)
 #        re-encoding the model's bf16 file in each of these types, wall seconds, best of $REPS
 #        (QUANTIZE="" skips it)
+#        LLAMA_MMAP=0: llama-bench reads the file into its own memory (-mmp 0) instead of mapping it
+#        with 4 KiB pages that compete with the page cache; retort copies its weights into 2 MiB
+#        pages, so this compares the kernels (unset: llama.cpp's default, what its users get)
 #
 # q4_k is llama-quantize's Q4_K_M recipe applied to the bf16 file (retort quantize when the binary
 # is absent). llama.cpp is not part of retort: build it yourself beside the project (llama-bench,
@@ -75,7 +78,7 @@ llama_cached() {
   fi
   echo "$value"
 }
-llama_bench() { "$LLAMA/llama-bench" "$@" -o json 2>/dev/null | llama_rate; }
+llama_bench() { "$LLAMA/llama-bench" "$@" ${LLAMA_MMAP:+-mmp "$LLAMA_MMAP"} -o json 2>/dev/null | llama_rate; }
 llama_batched() {  # aggregate decode tok/s of $2 sequences, 128 positions of context each
   "$LLAMA/llama-batched-bench" -m "$1" -t "$3" -c $((160 * 16 + 256)) -npp 128 -ntg 32 -npl "$2" 2>/dev/null |
     awk -F'|' '$2 ~ /^ *128 *$/ { gsub(/ /, "", $9); print $9 }'

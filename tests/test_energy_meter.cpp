@@ -2,13 +2,17 @@
 // and DRAM domains add up, core subdomains are not counted twice, a wrapped counter is allowed for,
 // and a machine without counters says so. NVIDIA GPUs through a library with NVML's functions
 // (tests/support/fake_nvml.cpp, its counters set through the environment): GPUs add to RAPL, a GPU
-// that cannot report energy is left out, and no driver is a reason, not a number.
+// that cannot report energy is left out, and no driver is a reason, not a number. Ascend NPUs through
+// a script standing in for npu-smi (its watts read from a file the test writes): the draw integrated
+// over time, a device without a figure left out.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "util/energy_meter.h"
 
@@ -86,6 +90,68 @@ TEST_F(EnergyMeterTest, ADriverWithoutGpusIsAReason) {
   EnergyMeter meter((root_ / "absent").string(), RETORT_FAKE_NVML);
   EXPECT_FALSE(meter.available());
   EXPECT_NE(meter.why_not().find("NVML sees no GPU"), std::string::npos) << meter.why_not();
+}
+
+TEST(NpuSmiPower, ReadsEitherPowerLineAndNothingElse) {
+  EXPECT_EQ(parse_npu_smi_power("        NPU ID                         : 0\n"
+                                "        Chip Count                     : 1\n\n"
+                                "        Power Dissipation(W)           : 67.9\n"),
+            67.9);
+  EXPECT_EQ(parse_npu_smi_power("Real-time Power(W) : 212\n"), 212.0);
+  EXPECT_EQ(parse_npu_smi_power("Error: the device 9 does not exist.\n"), std::nullopt);
+  EXPECT_EQ(parse_npu_smi_power(""), std::nullopt);
+}
+
+// npu-smi's stand-in: device 0 draws what the file `watts` says; device 1 answers with an error.
+class NpuPowerTest : public EnergyMeterTest {
+ protected:
+  void SetUp() override {
+    EnergyMeterTest::SetUp();
+    script_ = root_ / "npu-smi";
+    std::ofstream(script_) << "#!/bin/sh\n"
+                           << "[ \"$5\" = 0 ] || { echo 'Error: the device does not exist.'; exit 1; }\n"
+                           << "printf '        Power Dissipation(W)           : %s\\n' \"$(cat " << (root_ / "watts").string() << ")\"\n";
+    fs::permissions(script_, fs::perms::owner_all);
+    watts(50);
+  }
+  void watts(int value) { std::ofstream(root_ / "watts") << value << "\n"; }
+  fs::path script_;
+};
+
+TEST_F(NpuPowerTest, TheDrawIsIntegratedOverTime) {
+  using Clock = std::chrono::steady_clock;
+  const auto before = Clock::now();
+  NpuPowerSampler sampler({script_.string(), {0, 1}}, std::chrono::milliseconds(20));
+  const auto started = Clock::now();
+  ASSERT_EQ(sampler.device_count(), 1u) << sampler.why_not();
+  EXPECT_EQ(sampler.device_name(0), "npu0");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto asked = Clock::now();
+  const double joules = sampler.joules(0);
+  const auto answered = Clock::now();
+  // A constant 50 W from the first sample (taken in the constructor) to the read.
+  const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+  EXPECT_GE(joules, 50 * seconds(started, asked) - 1e-9);
+  EXPECT_LE(joules, 50 * seconds(before, answered) + 1e-9);
+  // At 200 W the energy grows four times as fast once the sampler has seen it.
+  watts(200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  const double at_200 = sampler.joules(0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const double growth = sampler.joules(0) - at_200;
+  EXPECT_GT(growth, 200 * 0.2 * 0.9);
+  EXPECT_LT(growth, 200 * 0.2 * 1.5);
+}
+
+TEST_F(NpuPowerTest, NpusAddToTheMeterAndAnAbsentToolIsAReason) {
+  EnergyMeter meter((root_ / "absent").string(), "", {script_.string(), {0, 1}});
+  ASSERT_TRUE(meter.available()) << meter.why_not();
+  EXPECT_EQ(meter.domain_names(), std::vector<std::string>{"npu0"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_GT(meter.joules(), 0.0);
+  EnergyMeter none((root_ / "absent").string(), "", {(root_ / "no-such-npu-smi").string(), {0}});
+  EXPECT_FALSE(none.available());
+  EXPECT_NE(none.why_not().find("gave no power figure"), std::string::npos) << none.why_not();
 }
 
 }  // namespace

@@ -30,10 +30,12 @@ bool read_number(const fs::path& path, uint64_t& out) {
 
 }  // namespace
 
-EnergyMeter::EnergyMeter(std::string root, const std::string& nvml_library) : nvml_(nvml_library) {
+EnergyMeter::EnergyMeter(std::string root, const std::string& nvml_library, NpuPowerSource npus)
+    : nvml_(nvml_library), npus_(std::move(npus)) {
   add_rapl_domains(root);
   add_gpus();
-  if (domains_.empty()) why_not_ += "; " + nvml_.why_not();
+  add_npus();
+  if (domains_.empty()) why_not_ += "; " + nvml_.why_not() + "; " + npus_.why_not();
   else why_not_.clear();
 }
 
@@ -73,8 +75,23 @@ void EnergyMeter::add_gpus() {
   }
 }
 
-bool EnergyMeter::read_microjoules(const Domain& domain, uint64_t& out) const {
+// The NPUs' joules are integrated by their sampler from npu-smi's watts: they only grow.
+void EnergyMeter::add_npus() {
+  for (size_t i = 0; i < npus_.device_count(); ++i) {
+    Domain domain;
+    domain.name = npus_.device_name(i);
+    domain.npu_index = static_cast<int>(i);
+    domain.max_range = UINT64_MAX;
+    if (read_microjoules(domain, domain.last)) domains_.push_back(domain);
+  }
+}
+
+bool EnergyMeter::read_microjoules(const Domain& domain, uint64_t& out) {
   if (!domain.energy_path.empty()) return read_number(domain.energy_path, out);
+  if (domain.npu_index >= 0) {
+    out = static_cast<uint64_t>(npus_.joules(static_cast<size_t>(domain.npu_index)) * 1e6);
+    return true;
+  }
   uint64_t millijoules = 0;
   if (!nvml_.read_millijoules(domain.gpu_index, millijoules)) return false;
   out = millijoules * 1000;
