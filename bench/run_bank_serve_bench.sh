@@ -9,6 +9,7 @@
 # MODEL is a checkpoint or GGUF trained to answer "<query>\nLabel:" (docs/distillation.md trains one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 MODEL=${1:?usage: bench/run_bank_serve_bench.sh MODEL [BUILD_DIR]}
 BUILD=${2:-build/release}
 DATA=${DATA:-runs/banking77/test.csv}
@@ -23,10 +24,6 @@ port=18433
   --kv-tokens $((SLOTS * 128)) --queue 256 --access-log "" ${SERVE_ARGS:-} > /tmp/retort-bank-serve.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  kill -0 $server 2>/dev/null || { cat /tmp/retort-bank-serve.log >&2; exit 1; }
-  sleep 0.2
-done
+wait_healthy "http://127.0.0.1:$port" $server /tmp/retort-bank-serve.log
 node bench/bank_intent_load.mjs --url "http://127.0.0.1:$port" --data "$DATA" --labels "$LABELS" \
   --clients "${CLIENTS:-1,4,16}" --cores "$THREADS" ${LIMIT:+--limit "$LIMIT"}

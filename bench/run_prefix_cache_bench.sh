@@ -8,6 +8,7 @@
 # SYSTEM_TOKENS (1000), MAX_TOKENS (16), TEMPLATE (deepseek-r1: the converted file keeps no template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 MODEL=${1:-.cache/llama-compare/DeepSeek-R1-Distill-Qwen-1.5B-q4_0.gguf}
 BUILD=${2:-build/release}
 THREADS=${THREADS:-$(nproc)}
@@ -24,7 +25,7 @@ for mode in on off; do
   "$BUILD/retort" serve "$MODEL" --port $port --threads "$THREADS" --parallel 16 --ctx 2048 --kv-tokens 40000 \
     --queue 256 --access-log "" --template "${TEMPLATE:-deepseek-r1}" $flag > "/tmp/retort-prefix-$mode.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.2; done
+  wait_healthy "http://127.0.0.1:$port" "$pid" "/tmp/retort-prefix-$mode.log"
   node bench/prefix_cache_load.mjs --url "http://127.0.0.1:$port" --clients "$CLIENTS" \
     --system-tokens "$SYSTEM_TOKENS" --max-tokens "$MAX_TOKENS" --label "retort serve, prefix cache $mode"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=

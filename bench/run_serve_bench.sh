@@ -10,6 +10,7 @@
 #        RETORT_ARGS="--draft D.gguf --draft-tokens 4" LLAMA_ARGS="-md D.gguf --draft-max 4"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 BUILD=${1:-build/release}
 RETORT=$BUILD/retort
 MODELS=.cache/bench-models
@@ -32,14 +33,6 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-wait_healthy() {  # url
-  for _ in $(seq 1 600); do
-    curl -sf "$1/health" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "server at $1 did not become healthy" >&2
-  return 1
-}
 
 summary=()
 port=18431
