@@ -146,7 +146,14 @@ TEST_F(InputLimitsTest, MalformedJsonMessagesStayShort) {
 TEST_F(InputLimitsTest, InvalidTrainerStateIsAClearError) {
   for (const std::string& text : {std::string("not json"), std::string("[1, 2]"), std::string(R"({"step": "x"})"),
                                   std::string(R"({"step": 1, "data_epoch": 0, "data_index": 0, "seed": 0,
-                                                  "rng_state": 0, "tokens_seen": -5})")}) {
+                                                  "rng_state": 0, "tokens_seen": -5})"),
+                                  // Floats where integers belong: 8e+26 cast to int64 was undefined (fuzz_trainer_state).
+                                  std::string(R"({"step": 799999999999999999999999999, "data_epoch": 0, "data_index": 0,
+                                                  "seed": 0, "rng_state": 0, "tokens_seen": 0})"),
+                                  std::string(R"({"step": 5.5, "data_epoch": 0, "data_index": 0, "seed": 0,
+                                                  "rng_state": 0, "tokens_seen": 0})"),
+                                  std::string(R"({"step": 5, "data_epoch": 0, "data_index": 0, "seed": 0,
+                                                  "rng_state": 0, "tokens_seen": 0, "ranks": 1e30})")}) {
     const auto [kind, message] = error_of([&] { train::read_trainer_state(write("trainer_state.json", text)); });
     EXPECT_EQ(kind, ErrorKind::InvalidInput) << text;
     EXPECT_NE(message.find("trainer_state.json"), std::string::npos) << message;

@@ -173,16 +173,17 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
 TrainerState read_trainer_state(const std::string& path) {
   TrainerState s;
   try {
-    const auto state_json = parse_json_bounded(read_text(path), "'" + path + "'");
-    s.step = state_json.at("step").get<int64_t>();
-    s.data = {state_json.at("data_epoch").get<int64_t>(), state_json.at("data_index").get<int64_t>()};
-    s.seed = state_json.at("seed").get<uint64_t>();
-    s.rng_state = state_json.at("rng_state").get<uint64_t>();
-    s.tokens_seen = state_json.at("tokens_seen").get<int64_t>();
-    s.ranks = state_json.value("ranks", int64_t(1));
+    const std::string what = "'" + path + "'";
+    const auto state_json = parse_json_bounded(read_text(path), what);
+    s.step = json_integer<int64_t>(state_json, "step", what);
+    s.data = {json_integer<int64_t>(state_json, "data_epoch", what), json_integer<int64_t>(state_json, "data_index", what)};
+    s.seed = json_integer<uint64_t>(state_json, "seed", what);
+    s.rng_state = json_integer<uint64_t>(state_json, "rng_state", what);
+    s.tokens_seen = json_integer<int64_t>(state_json, "tokens_seen", what);
+    s.ranks = json_integer_or<int64_t>(state_json, "ranks", 1, what);
     s.loss_scale = state_json.value("loss_scale", 0.0);
-    s.loss_scale_good_steps = state_json.value("loss_scale_good_steps", int64_t(0));
-    s.skipped_steps = state_json.value("skipped_steps", int64_t(0));
+    s.loss_scale_good_steps = json_integer_or<int64_t>(state_json, "loss_scale_good_steps", 0, what);
+    s.skipped_steps = json_integer_or<int64_t>(state_json, "skipped_steps", 0, what);
   } catch (const nlohmann::json::exception& error) {
     // Malformed text, a missing field or one of the wrong type: the checkpoint is damaged.
     fail(ErrorKind::InvalidInput,

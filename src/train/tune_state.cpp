@@ -6,6 +6,7 @@
 
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/input_limits.h"
 
 namespace retort::train {
 
@@ -60,9 +61,9 @@ void TuneState::check_settings() const {
 
 std::optional<TrialRecord> TuneState::recorded(int64_t trial, int rung) const {
   for (const json& r : state_["results"]) {
-    if (r.at("trial").get<int64_t>() != trial || r.at("rung").get<int>() != rung) continue;
+    if (json_integer<int64_t>(r, "trial", path_) != trial || json_integer<int>(r, "rung", path_) != rung) continue;
     const json& loss = r.at("val_loss");
-    return TrialRecord{trial, rung, r.at("steps").get<int64_t>(), loss.is_null() ? std::nan("") : loss.get<double>(),
+    return TrialRecord{trial, rung, json_integer<int64_t>(r, "steps", path_), loss.is_null() ? std::nan("") : loss.get<double>(),
                        r.value("seconds", 0.0), r.value("error", std::string())};
   }
   return std::nullopt;
