@@ -173,17 +173,16 @@ TrainerState load_checkpoint(const std::string& dir, const ModelConfig& config, 
 TrainerState read_trainer_state(const std::string& path) {
   TrainerState s;
   try {
-    const std::string what = "'" + path + "'";
-    const auto state_json = parse_json_bounded(read_text(path), what);
-    s.step = json_integer<int64_t>(state_json, "step", what);
-    s.data = {json_integer<int64_t>(state_json, "data_epoch", what), json_integer<int64_t>(state_json, "data_index", what)};
-    s.seed = json_integer<uint64_t>(state_json, "seed", what);
-    s.rng_state = json_integer<uint64_t>(state_json, "rng_state", what);
-    s.tokens_seen = json_integer<int64_t>(state_json, "tokens_seen", what);
-    s.ranks = json_integer_or<int64_t>(state_json, "ranks", 1, what);
+    const auto state_json = parse_json_bounded(read_text(path), "'" + path + "'");
+    s.step = json_integer<int64_t>(state_json, "step");
+    s.data = {json_integer<int64_t>(state_json, "data_epoch"), json_integer<int64_t>(state_json, "data_index")};
+    s.seed = json_integer<uint64_t>(state_json, "seed");
+    s.rng_state = json_integer<uint64_t>(state_json, "rng_state");
+    s.tokens_seen = json_integer<int64_t>(state_json, "tokens_seen");
+    s.ranks = json_integer_or<int64_t>(state_json, "ranks", 1);
     s.loss_scale = state_json.value("loss_scale", 0.0);
-    s.loss_scale_good_steps = json_integer_or<int64_t>(state_json, "loss_scale_good_steps", 0, what);
-    s.skipped_steps = json_integer_or<int64_t>(state_json, "skipped_steps", 0, what);
+    s.loss_scale_good_steps = json_integer_or<int64_t>(state_json, "loss_scale_good_steps", 0);
+    s.skipped_steps = json_integer_or<int64_t>(state_json, "skipped_steps", 0);
   } catch (const nlohmann::json::exception& error) {
     // Malformed text, a missing field or one of the wrong type: the checkpoint is damaged.
     fail(ErrorKind::InvalidInput,

@@ -61,9 +61,9 @@ void TuneState::check_settings() const {
 
 std::optional<TrialRecord> TuneState::recorded(int64_t trial, int rung) const {
   for (const json& r : state_["results"]) {
-    if (json_integer<int64_t>(r, "trial", path_) != trial || json_integer<int>(r, "rung", path_) != rung) continue;
+    if (json_integer<int64_t>(r, "trial") != trial || json_integer<int>(r, "rung") != rung) continue;
     const json& loss = r.at("val_loss");
-    return TrialRecord{trial, rung, json_integer<int64_t>(r, "steps", path_), loss.is_null() ? std::nan("") : loss.get<double>(),
+    return TrialRecord{trial, rung, json_integer<int64_t>(r, "steps"), loss.is_null() ? std::nan("") : loss.get<double>(),
                        r.value("seconds", 0.0), r.value("error", std::string())};
   }
   return std::nullopt;

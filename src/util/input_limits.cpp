@@ -28,8 +28,9 @@ nlohmann::json parse_json_bounded(std::string_view text, const std::string& what
   return json::parse(text, limit);
 }
 
-void refuse_non_integer(const nlohmann::json& value, const char* key, const std::string& what) {
-  fail(ErrorKind::InvalidInput, "{}: '{}' must be an integer, got {}", what, key, echo_excerpt(value.dump()));
+void refuse_non_integer(const nlohmann::json& value, const char* key) {
+  throw nlohmann::json::type_error::create(
+      302, "'" + std::string(key) + "' must be an integer, got " + echo_excerpt(value.dump()), nullptr);
 }
 
 }  // namespace retort

@@ -25,19 +25,20 @@ nlohmann::json parse_json_bounded(std::string_view text, const std::string& what
 
 // object[key] as an integer of type Integer. nlohmann's get<int64_t>() casts a JSON float to the
 // integer type, which is undefined beyond its range ("step": 8e+26 in a trainer state, found by
-// fuzz_trainer_state), so a value that is not a JSON integer throws retort::Error (InvalidInput,
-// naming `what` and the key); a missing key throws json::out_of_range, as at() does.
-void refuse_non_integer(const nlohmann::json& value, const char* key, const std::string& what);
+// fuzz_trainer_state) and truncates within it (5.5 read as 5), so a value that is not a JSON
+// integer throws json::type_error, as get() does for a string; a missing key json::out_of_range,
+// as at() does. Callers explain both as they explain any malformed file.
+void refuse_non_integer(const nlohmann::json& value, const char* key);
 template <class Integer>
-Integer json_integer(const nlohmann::json& object, const char* key, const std::string& what) {
+Integer json_integer(const nlohmann::json& object, const char* key) {
   const nlohmann::json& value = object.at(key);
-  if (!value.is_number_integer()) refuse_non_integer(value, key, what);
+  if (!value.is_number_integer()) refuse_non_integer(value, key);
   return value.get<Integer>();
 }
 // The same for an optional key: `fallback` when the object has none.
 template <class Integer>
-Integer json_integer_or(const nlohmann::json& object, const char* key, Integer fallback, const std::string& what) {
-  return object.contains(key) ? json_integer<Integer>(object, key, what) : fallback;
+Integer json_integer_or(const nlohmann::json& object, const char* key, Integer fallback) {
+  return object.contains(key) ? json_integer<Integer>(object, key) : fallback;
 }
 
 }  // namespace retort
