@@ -9,7 +9,7 @@ namespace retort::cpu {
 
 namespace {
 
-constexpr int64_t kMinGroupRows = 8;
+constexpr int64_t kMinGroupRows = 8, kMaxGroupRows = 16;
 
 enum class Field { Half, Bytes, Quants };
 struct FieldSpec {
@@ -48,17 +48,17 @@ void interleave_field(const FieldSpec& f, const uint8_t* const* rows, int64_t gr
 // whose final address is `home`: d before the quant fields or right after them, by that address.
 void interleave_block(const std::vector<FieldSpec>& fields, const uint8_t* const* rows, int64_t group_rows,
                       const uint8_t* home, uint8_t* out) {
-  size_t quants_end = 1;
-  while (quants_end < fields.size() && fields[quants_end].kind == Field::Quants) ++quants_end;
-  std::vector<size_t> order;
-  if (interleaved_d_leads(home, group_rows)) order.push_back(0);
-  for (size_t i = 1; i < quants_end; ++i) order.push_back(i);
-  if (order.front() != 0) order.push_back(0);
-  for (size_t i = quants_end; i < fields.size(); ++i) order.push_back(i);
-  for (size_t i : order) {
-    interleave_field(fields[i], rows, group_rows, out);
-    out += group_rows * fields[i].bytes;
-  }
+  const auto write = [&](const FieldSpec& f, int64_t at) {
+    interleave_field(f, rows, group_rows, out + at);
+    return group_rows * f.bytes;
+  };
+  const bool d_leads = interleaved_d_leads(home, group_rows);
+  int64_t at = d_leads ? group_rows * fields[0].bytes : 0;
+  size_t i = 1;
+  for (; i < fields.size() && fields[i].kind == Field::Quants; ++i) at += write(fields[i], at);
+  if (d_leads) write(fields[0], 0);
+  else at += write(fields[0], at);
+  for (; i < fields.size(); ++i) at += write(fields[i], at);
 }
 
 }  // namespace
@@ -70,7 +70,7 @@ bool has_interleaved_form(DType dtype, int64_t rows) {
 void repack_interleaved(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols, int64_t group_rows) {
   require(has_interleaved_form(dtype, rows), ErrorKind::Internal, "{} [{} × {}] has no interleaved form",
           dtype_name(dtype), rows, cols);
-  require(group_rows == 8 || group_rows == 16, ErrorKind::Internal, "interleaved groups of {} rows", group_rows);
+  require(group_rows == kMinGroupRows || group_rows == kMaxGroupRows, ErrorKind::Internal, "interleaved groups of {} rows", group_rows);
   const std::vector<FieldSpec> fields = fields_of(dtype);
   const auto block_bytes = static_cast<int64_t>(dtype_size(dtype));
   const int64_t blocks = cols / dtype_block_elements(dtype);
@@ -80,7 +80,7 @@ void repack_interleaved(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols,
     const int64_t n = first + group_rows <= rows ? group_rows : kMinGroupRows;
     uint8_t* source = bytes + first * row_bytes;
     for (int64_t b = 0; b < blocks; ++b) {
-      const uint8_t* block_rows[16];
+      const uint8_t* block_rows[kMaxGroupRows];
       for (int64_t r = 0; r < n; ++r) block_rows[r] = source + r * row_bytes + b * block_bytes;
       interleave_block(fields, block_rows, n, source + b * n * block_bytes, group.data() + b * n * block_bytes);
     }
