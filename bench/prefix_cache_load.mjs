@@ -2,9 +2,11 @@
 //   shared-system: every request opens with the same ~N-token system prompt, then its own question;
 //   multi-turn:    each client holds a chat of T turns, every turn resending the earlier ones.
 // Per workload and client count: time to first token (p50/p90, ms), and from the server's /metrics
-// (retort's counters; other servers print "-") the prompt tokens it evaluated and those it found
-// cached. A new system prompt per level, so each level starts cold.
+// (counters named by --evaluated-metric and --hit-metric, retort's by default; "-" where the server has
+// none) the prompt tokens it evaluated and those it found cached. A new system prompt per level, so each
+// level starts cold.
 //   node bench/prefix_cache_load.mjs --url URL --clients 1,4,16 --system-tokens 1000 --turns 3 --max-tokens 16
+//        [--evaluated-metric llamacpp:prompt_tokens_total --hit-metric none]   (llama-server --metrics)
 import { parseFlags, percentile, streamChunks } from "./load_common.mjs";
 
 const args = parseFlags();
@@ -14,6 +16,8 @@ const systemTokens = Number(args["system-tokens"] ?? 1000);
 const turns = Number(args.turns ?? 3);
 const maxTokens = Number(args["max-tokens"] ?? 16);
 const label = args.label ?? url;
+const evaluatedMetric = args["evaluated-metric"] ?? "retort_prompt_tokens_total";
+const hitMetric = args["hit-metric"] ?? "retort_prefix_cache_hit_tokens_total";
 
 function rng(seed) {  // mulberry32: the same prompts on every run
   return () => {
@@ -93,9 +97,9 @@ console.log("|---|---:|---:|---:|---:|---:|---:|");
 const results = [];
 for (const [name, run] of Object.entries(workloads)) {
   for (const clients of levels) {
-    const before = [await metric("retort_prompt_tokens_total"), await metric("retort_prefix_cache_hit_tokens_total")];
+    const before = [await metric(evaluatedMetric), await metric(hitMetric)];
     const ttfts = await run(clients, clients);
-    const after = [await metric("retort_prompt_tokens_total"), await metric("retort_prefix_cache_hit_tokens_total")];
+    const after = [await metric(evaluatedMetric), await metric(hitMetric)];
     const evaluated = after[0] - before[0], hits = after[1] - before[1];
     const row = { workload: name, clients, requests: ttfts.length, ttft_p50_ms: percentile(ttfts, 50),
                   ttft_p90_ms: percentile(ttfts, 90), evaluated, hits };

@@ -44,12 +44,18 @@ void Communicator::allreduce(float* data, size_t count, ReduceOp op) {
 void Communicator::sum(double* values, size_t count) {
   const size_t n = size_t(size());
   if (n == 1) return;
-  gathered_.resize(n * count);
-  all_gather_bytes(values, gathered_.data(), count * sizeof(double));
-  for (size_t i = 0; i < count; ++i) {
-    double s = gathered_[i];
-    for (size_t r = 1; r < n; ++r) s += gathered_[r * count + i];
-    values[i] = s;
+  // In pieces, so that a whole model's f64 gradients (distributed.reproducible) need ranks × 2 MiB
+  // here, not ranks × the model.
+  constexpr size_t kPiece = size_t(1) << 18;
+  for (size_t first = 0; first < count; first += kPiece) {
+    const size_t m = std::min(kPiece, count - first);
+    gathered_.resize(n * m);
+    all_gather_bytes(values + first, gathered_.data(), m * sizeof(double));
+    for (size_t i = 0; i < m; ++i) {
+      double s = gathered_[i];
+      for (size_t r = 1; r < n; ++r) s += gathered_[r * m + i];
+      values[first + i] = s;
+    }
   }
 }
 

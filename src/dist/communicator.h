@@ -35,7 +35,7 @@ class Communicator {
   virtual void all_gather_bytes(const void* input, void* output, size_t bytes) = 0;
   // Rank `root` receives every rank's `bytes` (rank r's at r·bytes in `output`, used on root only).
   virtual void gather_bytes(const void* input, void* output, size_t bytes, int root) = 0;
-  // Element-wise sums of doubles over ranks, added in rank order (loss terms: few values).
+  // Element-wise sums of doubles over ranks, added in rank order (loss terms; reproducible gradients).
   void sum(double* values, size_t count);
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Sums one int64 per rank (counts such as a step's targets: exact, no rounding).

@@ -115,23 +115,6 @@ void keep_logged_terms(const std::string& path, int64_t last_step) {
   if (changed) write_file_atomically(path, kept);
 }
 
-// Mean cross-entropy over the first eval_batches fixed validation batches; `loss_sum` gives a
-// batch's summed loss (the student's, or the teacher's on its full vocabulary).
-template <typename LossSumFn>
-double validation_loss(const TrainConfig& c, const std::vector<Example>& validation, LossSumFn loss_sum) {
-  BatchLoader loader(validation, c.batch_size, c.seq_len, c.seed, false);
-  const int64_t batches = std::min<int64_t>(c.eval_batches, (loader.examples() + c.batch_size - 1) / c.batch_size);
-  std::vector<int32_t> in, tg;
-  double sum = 0;
-  int64_t count = 0;
-  for (int64_t b = 0; b < batches; ++b) {
-    loader.next(in, tg);
-    for (int32_t t : tg) count += t >= 0 ? 1 : 0;
-    sum += loss_sum(in.data(), tg.data());
-  }
-  return count > 0 ? sum / double(count) : std::nan("");
-}
-
 // The distillation loss of `retort distill` for the one step loop: the student's combined loss
 // through DistillObjective, with the projections as a second trained buffer.
 class DistillLoss final : public Objective {
@@ -244,8 +227,8 @@ DistillRunResult run_distillation(const DistillConfig& dc, const std::vector<Con
   check_same_tokenizer(*Tokenizer::load(teacher_tok_dir), *tokenizer, teacher_tok_dir, student_tok_dir);
 
   // memory.mixed_precision applies to the student's products; the teacher's forward stays f32.
-  TrainModel<float> student(sconf, c.batch_size, c.seq_len, train_model_options(c));
-  TrainModel<float> teacher(tconf, c.batch_size, c.seq_len, {false, false});
+  TrainModel<float> student(sconf, model_batch(c), c.seq_len, train_model_options(c));
+  TrainModel<float> teacher(tconf, model_batch(c), c.seq_len, {false, false});
   load_parameters(teacher.layout(), *Checkpoint::open_directory(dc.teacher_model), teacher.params());
   DistillObjective<float> objective(dc, student, teacher);
   const ParameterLayout& layout = student.layout();

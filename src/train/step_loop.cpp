@@ -40,6 +40,42 @@ void scale_grads(const std::vector<TrainedBuffer>& buffers, float factor) {
     });
 }
 
+// distributed.reproducible: every trained buffer's gradient summed in f64, one sequence at a time.
+// Each sequence's f32 gradient is the same whichever rank computes it (the same weights, kernels and
+// rows), and the f64 sums over sequences, micro-batches and ranks differ from one grouping to another
+// only by f64 rounding, far below the one f32 rounding at the end: so 1, 2 or 4 ranks (flat or
+// hierarchical, with or without ZeRO-1) take the same optimizer step as one process.
+class ExactGradients {
+ public:
+  explicit ExactGradients(const std::vector<TrainedBuffer>& buffers) : buffers_(buffers) {
+    for (const auto& b : buffers) sums_.emplace_back(b.count, 0.0);
+  }
+  void clear() {
+    for (auto& s : sums_) std::fill(s.begin(), s.end(), 0.0);
+  }
+  // Moves the gradients the objective just added (one sequence's) into the sums.
+  void fold() {
+    for (size_t i = 0; i < buffers_.size(); ++i) {
+      float* grads = buffers_[i].grads;
+      double* sums = sums_[i].data();
+      thread_pool().parallel_for(buffers_[i].count, 1 << 14, [&](size_t begin, size_t end) {
+        for (size_t k = begin; k < end; ++k) sums[k] += double(grads[k]), grads[k] = 0.0f;
+      });
+    }
+  }
+  // Sums over ranks (in rank order) and rounds each sum to the f32 gradient once.
+  void sum_over_ranks(RankGroup& ranks) {
+    for (size_t i = 0; i < buffers_.size(); ++i) {
+      ranks.sum(sums_[i].data(), sums_[i].size());
+      std::transform(sums_[i].begin(), sums_[i].end(), buffers_[i].grads, [](double s) { return float(s); });
+    }
+  }
+
+ private:
+  std::vector<TrainedBuffer> buffers_;
+  std::vector<std::vector<double>> sums_;
+};
+
 // This rank's rows of a global batch read into `rows` (the whole batch with one rank).
 void keep_rank_rows(std::vector<int32_t>& rows, const RankGroup& ranks, size_t rows_per_rank) {
   if (ranks.ranks() == 1) return;
@@ -129,6 +165,8 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
             "is not the first trained buffer's");
     zero.emplace(ranks, buffers.front());
   }
+  std::optional<ExactGradients> exact;
+  if (c.reproducible) exact.emplace(buffers);
   LossScaler scaler(c.mixed_precision == "fp16", c.loss_scale_initial, c.loss_scale_growth_interval, state);
   std::vector<float> gathered_moments;  // ZeRO-1: rank 0's copy of every shard, at checkpoints only
   auto checkpoint = [&] {
@@ -166,14 +204,28 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     const StepScales scales{step_targets, step_targets > 0 ? 1.0 / double(step_targets) : 0.0,
                             1.0 / double(step_sequences), scaler.scale()};
     objective.begin_step(state.step);
-    for (size_t m = 0; m < inputs.size(); ++m) objective.accumulate(inputs[m].data(), targets[m].data(), scales);
+    if (exact) exact->clear();
+    for (size_t m = 0; m < inputs.size(); ++m) {
+      if (!exact) {
+        objective.accumulate(inputs[m].data(), targets[m].data(), scales);
+        continue;
+      }
+      for (int64_t row = 0; row < c.batch_size; ++row) {  // the models run one sequence at a time
+        objective.accumulate(inputs[m].data() + row * c.seq_len, targets[m].data() + row * c.seq_len, scales);
+        exact->fold();
+      }
+    }
     // Once per optimizer step, after accumulation: the gradients and loss terms of all ranks.
     const auto communication_start = Clock::now();
     std::vector<double> sums = objective.step_sums();
     ranks.sum(sums.data(), sums.size());
-    for (size_t i = 0; i < buffers.size(); ++i) {
-      if (zero && i == 0) zero->sum_grads();
-      else ranks.sum(buffers[i].grads, buffers[i].count);
+    if (exact) {
+      exact->sum_over_ranks(ranks);  // every rank's whole gradient (ZeRO-1 reads its shard of it)
+    } else {
+      for (size_t i = 0; i < buffers.size(); ++i) {
+        if (zero && i == 0) zero->sum_grads();
+        else ranks.sum(buffers[i].grads, buffers[i].count);
+      }
     }
     communication_seconds += std::chrono::duration<double>(Clock::now() - communication_start).count();
     const double loss = objective.step_loss(sums, scales);

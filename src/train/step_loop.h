@@ -4,6 +4,8 @@
 // AdamW, the schedule, validation, checkpoints, metrics and the report. What differs between the
 // commands (the loss and what it trains besides the model) is an Objective; anything added to the
 // step (an allreduce of the gradients, say) goes here once and serves both.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -82,6 +84,26 @@ struct LoopResult {
   double final_loss = 0;
   std::string last_checkpoint;
 };
+
+// Mean loss per counted target over the first eval_batches fixed validation batches (batch_size
+// sequences each, handed to the model model_batch(c) at a time); loss_sum(inputs, targets) gives a
+// slice's summed loss (the student's, or the teacher's on its full vocabulary).
+template <typename LossSumFn>
+double validation_loss(const TrainConfig& c, const std::vector<Example>& validation, LossSumFn loss_sum) {
+  BatchLoader loader(validation, c.batch_size, c.seq_len, c.seed, false);
+  const int64_t batches = std::min<int64_t>(c.eval_batches, (loader.examples() + c.batch_size - 1) / c.batch_size);
+  const int64_t rows = model_batch(c);
+  std::vector<int32_t> in, tg;
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    loader.next(in, tg);
+    for (int32_t t : tg) count += t >= 0 ? 1 : 0;
+    for (int64_t row = 0; row < c.batch_size; row += rows)
+      sum += loss_sum(in.data() + row * c.seq_len, tg.data() + row * c.seq_len);
+  }
+  return count > 0 ? sum / double(count) : std::nan("");
+}
 
 // Runs steps from run.state.step to config.steps (or stop_at_step); run.records gets every step's record. With R
 // ranks, each global batch is R·batch_size rows read in the same order on every rank, and rank r

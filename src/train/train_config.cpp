@@ -159,6 +159,7 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   r.read("distributed.device_num", c.device_num);
   r.read("distributed.allreduce", c.allreduce);
   r.read("distributed.zero", c.zero_stage);
+  r.read("distributed.reproducible", c.reproducible);
   r.reject_unknown();
 
   c.format = parse_data_format(format);

@@ -58,7 +58,13 @@ struct TrainConfig {
   int64_t device_num = 1;                           // must equal the MPI world size
   std::string allreduce = "flat";                   // flat | hierarchical (inside nodes, then across)
   int64_t zero_stage = 0;                           // 0 | 1 (ZeRO-1: Adam moments sharded over the ranks)
+  // Gradients taken one sequence at a time and summed in f64 (over sequences, micro-batches and
+  // ranks), rounded to f32 once per step: the same weights on any number of ranks (see step_loop.h).
+  bool reproducible = false;
 };
+
+// Sequences per forward and backward of the models: one in a reproducible run, else batch_size.
+inline int64_t model_batch(const TrainConfig& c) { return c.reproducible ? 1 : c.batch_size; }
 
 struct ConfigEntry {
   std::string path;   // e.g. "optimizer.lr"

@@ -28,21 +28,6 @@ std::string duration_text(double seconds) {
   return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
 }
 
-double evaluate(TrainModel<float>& model, const std::vector<Example>& validation, const TrainConfig& c) {
-  BatchLoader loader(validation, c.batch_size, c.seq_len, c.seed, false);
-  const int64_t batches =
-      std::min<int64_t>(c.eval_batches, (loader.examples() + c.batch_size - 1) / c.batch_size);
-  std::vector<int32_t> inputs, targets;
-  LossSum total;
-  for (int64_t b = 0; b < batches; ++b) {
-    loader.next(inputs, targets);
-    LossSum l = model.forward(inputs.data(), targets.data());
-    total.sum += l.sum;
-    total.targets += l.targets;
-  }
-  return total.targets > 0 ? total.sum / double(total.targets) : std::nan("");
-}
-
 // Cross-entropy on the model's own predictions: the whole objective of `retort train`.
 class CrossEntropyObjective final : public Objective {
  public:
@@ -69,7 +54,9 @@ class CrossEntropyObjective final : public Objective {
   }
   void end_step(const StepRecord&, bool) override {}
   double validate(int64_t step) override {
-    const double loss = evaluate(model_, validation_, c_);
+    const double loss = validation_loss(c_, validation_, [&](const int32_t* in, const int32_t* tg) {
+      return model_.forward(in, tg).sum;
+    });
     spdlog::info("step {}: validation loss {:.4f}", step, loss);
     return loss;
   }
@@ -98,7 +85,7 @@ TrainRunResult run_training(const TrainConfig& c, const std::vector<ConfigEntry>
 
   const std::string model_dir = c.model_init;
   ModelConfig config = load_hf_config(model_dir.empty() ? c.model_config : (fs::path(model_dir) / "config.json").string());
-  TrainModel<float> model(config, c.batch_size, c.seq_len, train_model_options(c));
+  TrainModel<float> model(config, model_batch(c), c.seq_len, train_model_options(c));
   const ParameterLayout& layout = model.layout();
   AdamW optimizer(layout, c.adamw);
 
