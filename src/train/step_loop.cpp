@@ -53,13 +53,15 @@ class ExactGradients {
   void clear() {
     for (auto& s : sums_) std::fill(s.begin(), s.end(), 0.0);
   }
-  // Moves the gradients the objective just added (one sequence's) into the sums.
+  // Moves the gradients the objective just added (one sequence's) into the sums. Most of a large
+  // vocabulary's embedding rows get no gradient from one sequence: zeros are read, not written.
   void fold() {
     for (size_t i = 0; i < buffers_.size(); ++i) {
       float* grads = buffers_[i].grads;
       double* sums = sums_[i].data();
       thread_pool().parallel_for(buffers_[i].count, 1 << 14, [&](size_t begin, size_t end) {
-        for (size_t k = begin; k < end; ++k) sums[k] += double(grads[k]), grads[k] = 0.0f;
+        for (size_t k = begin; k < end; ++k)
+          if (grads[k] != 0.0f) sums[k] += double(grads[k]), grads[k] = 0.0f;
       });
     }
   }
