@@ -42,7 +42,7 @@ for mode in on off; do
   flags=(--cache-reuse 256)
   [ "$mode" = off ] && flags=(--no-cache-prompt --cache-ram 0)
   "$LLAMA_SERVER" -m "$MODEL" --port $port --threads "$THREADS" --parallel 16 --ctx-size $((16 * 2048)) \
-    --metrics --chat-template deepseek3 "${flags[@]}" > "/tmp/llama-prefix-$mode.log" 2>&1 &
+    --metrics --no-jinja --chat-template deepseek3 "${flags[@]}" > "/tmp/llama-prefix-$mode.log" 2>&1 &
   pid=$!
   wait_healthy "http://127.0.0.1:$port" "$pid" "/tmp/llama-prefix-$mode.log"
   node bench/prefix_cache_load.mjs --url "http://127.0.0.1:$port" --clients "$CLIENTS" \

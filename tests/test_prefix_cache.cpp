@@ -4,6 +4,8 @@
 // same tokens as with it off, greedy and seeded, while skipping the shared prompt's prefill.
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include <numeric>
 
 #include "engine/scheduler.h"
@@ -208,6 +210,42 @@ TEST_F(PrefixCacheScheduler, TheSameTokensWithAndWithoutHitsGreedyAndSeeded) {
               (long long)without_stats.prompt_tokens_total, (long long)with_stats.prompt_tokens_total,
               (long long)with_stats.prefix_cache_hit_tokens_total,
               (long long)with_stats.prefix_cache_query_tokens_total);
+}
+
+// Two requests with the same prompt submitted back to back (as when clients share a system prompt):
+// the second waits while the first prefills (in chunks of 8 tokens, many steps) and then takes the
+// blocks the first indexed, instead of computing the same prompt beside it. Both give the tokens they
+// give alone.
+TEST_F(PrefixCacheScheduler, ARequestWaitsForTheBlocksAnotherIsPrefillingInsteadOfComputingThemAgain) {
+  GenerationRequest request;
+  request.prompt = prompt_;
+  request.max_tokens = 6;
+  request.sampling.temperature = 0;
+  ASSERT_GE(request.prompt.size(), size_t(33)) << "the fixture prompt is shorter than two blocks";
+  const std::string alone = run({request}, false).front();
+
+  KvCache cache(model_->config, 1024);
+  SchedulerOptions options;
+  options.prefix_cache = true;
+  options.max_batch_tokens = 8;
+  Scheduler scheduler(*model_->transformer, cache, *tokenizer_, options);
+  auto first = scheduler.submit(request);
+  auto second = scheduler.submit(request);
+  ASSERT_EQ(first.status, SubmitStatus::Accepted);
+  ASSERT_EQ(second.status, SubmitStatus::Accepted);
+  std::string texts[2];
+  const std::array streams{first.stream.get(), second.stream.get()};
+  for (int i = 0; i < 2; ++i) {
+    for (int spins = 0; spins < 6000 && !streams[i]->finished(); ++spins)
+      for (auto& event : streams[i]->wait_events(10ms)) texts[i] += event.content;
+    for (auto& event : streams[i]->wait_events(0ms)) texts[i] += event.content;
+  }
+  EXPECT_EQ(texts[0], alone);
+  EXPECT_EQ(texts[1], alone);
+  const SchedulerStats stats = scheduler.stats();
+  const auto full_blocks = int64_t(request.prompt.size() - 1) / cache.block_size() * cache.block_size();
+  EXPECT_EQ(stats.prefix_cache_hit_tokens_total, full_blocks) << "the second request computed the prompt again";
+  EXPECT_EQ(stats.prompt_tokens_total, int64_t(request.prompt.size()) * 2 - full_blocks);
 }
 
 }  // namespace

@@ -224,13 +224,37 @@ void Scheduler::drop_finished_or_cancelled() {
   }
 }
 
+// With the prefix cache: whether a running sequence is still prefilling whole blocks of prompt that
+// `waiting` starts with, beyond the `cached_tokens` it found cached. Those blocks are indexed as they
+// are filled, so waiting a step or two takes them instead of computing them twice: requests that
+// share a system prompt and arrive together compute it once. The wait ends as the running
+// sequence's prefill moves past the shared blocks (or it leaves), so it is bounded.
+bool Scheduler::prefix_being_prefilled(const Sequence& waiting, int64_t cached_tokens) const {
+  if (!cache_.prefix_caching()) return false;
+  const int64_t block = cache_.block_size();
+  for (const auto& r : running_) {
+    if (r->done || r->kv.length >= r->prompt_size) continue;  // not prefilling its prompt
+    const auto limit = static_cast<size_t>(std::min<int64_t>(r->prompt_size, int64_t(waiting.tokens.size()) - 1));
+    size_t common = 0;
+    while (common < limit && r->tokens[common] == waiting.tokens[common]) ++common;
+    const int64_t shared = int64_t(common) / block * block;
+    if (shared > cached_tokens && r->kv.length < shared) return true;
+  }
+  return false;
+}
+
 void Scheduler::admit_waiting() {
   int64_t admitted = 0;
-  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
-    Sequence& next = *waiting_.front();
+  for (auto it = waiting_.begin(); it != waiting_.end() && static_cast<int>(running_.size()) < options_.max_running;) {
+    Sequence& next = **it;
     const int64_t length = static_cast<int64_t>(next.tokens.size());
     // Blocks of earlier requests holding this prompt's start are taken first (read-only, shared).
     const int64_t hit = cache_.attach_cached_prefix(next.kv, next.tokens);
+    if (prefix_being_prefilled(next, hit)) {  // later requests behind it may still go ahead
+      cache_.release(next.kv);
+      ++it;
+      continue;
+    }
     // Keep one block per running sequence free so that decoding rarely has to preempt.
     const int64_t headroom = static_cast<int64_t>(running_.size());
     const bool room = cache_.blocks_needed(next.kv, length + 1) + headroom <= cache_.free_blocks() || running_.empty();
@@ -243,8 +267,8 @@ void Scheduler::admit_waiting() {
       stats_.prefix_cache_query_tokens_total += length;
       stats_.prefix_cache_hit_tokens_total += hit;
     }
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    running_.push_back(std::move(*it));
+    it = waiting_.erase(it);
     ++admitted;
   }
   if (admitted > 0) {

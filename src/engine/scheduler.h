@@ -160,6 +160,7 @@ class Scheduler {
   void take_new_requests();
   void drop_finished_or_cancelled();
   void admit_waiting();
+  bool prefix_being_prefilled(const Sequence& waiting, int64_t cached_tokens) const;
   bool build_batch(std::vector<SequenceChunk>& batch, std::vector<Sequence*>& owners);
   bool grow_or_preempt(Sequence& sequence, int64_t new_length);
   void preempt(Sequence& victim);
