@@ -8,7 +8,8 @@
 # Prints a Markdown table: draft, temperature, K, acceptance, tokens per target forward, decode
 # tok/s and the speed-up over the target alone (generated tokens ÷ decode seconds, all prompts).
 # With LLAMA_SERVER (a llama-server binary built beside the project; TARGET and DRAFT GGUF files), a
-# second table: the same prompts, temperatures and K through llama-server with -md DRAFT
+# second table: the same prompts, temperatures and K through llama-server with -md DRAFT --spec-type
+# draft-simple
 # --spec-draft-n-max K (--spec-draft-n-min 0, --spec-draft-p-min 0: always K proposals, as retort
 # makes), from the timings its /completion reports (predicted tokens and ms, drafted and accepted).
 set -euo pipefail
@@ -69,7 +70,8 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 llama_measure() {  # temperature [draft k]
   local temp=$1 draft=${2:-} k=${3:-} port=18443 prompt
   local args=(-m "$TARGET" --port $port --threads "$THREADS" --parallel 1 --ctx-size 2048 --no-cache-prompt)
-  [ -n "$draft" ] && args+=(-md "$draft" --spec-draft-n-max "$k" --spec-draft-n-min 0 --spec-draft-p-min 0
+  [ -n "$draft" ] && args+=(-md "$draft" --spec-type draft-simple --spec-draft-n-max "$k" --spec-draft-n-min 0
+                             --spec-draft-p-min 0
                              --threads-draft "$THREADS")
   "$LLAMA_SERVER" "${args[@]}" > /tmp/llama-speculative.log 2>&1 &
   pid=$!
