@@ -211,5 +211,41 @@ TEST(SpeculativeDraft, ADraftWithAnotherTokenizerIsRefused) {
   }
 }
 
+// A target whose vocabulary is padded further (R1-Distill-Qwen-7B's 152,064 ids against the 1.5B's
+// 151,936): the extra ids are "[PAD<id>]" placeholders, as GGUF converters write them, so the pair is
+// accepted; a real token past the draft's vocabulary is not.
+TEST(SpeculativeDraft, AVocabularyPaddedFurtherIsTheSameTokenizerButARealExtraTokenIsNot) {
+  const std::string qwen = test::shared_path("fixtures/tiny-r1-qwen");
+  RETORT_REQUIRE_PATH(qwen, "fixture tiny-r1-qwen");
+  auto draft = Tokenizer::load(qwen + "/tokenizer.json");
+  ModelConfig config = load_hf_config(qwen + "/config.json");
+  const int32_t size = draft->vocab_size();
+  auto with_extra_ids = [&](const std::string& name, const std::vector<std::string>& texts) {
+    nlohmann::json json = nlohmann::json::parse(std::ifstream(qwen + "/tokenizer.json"));
+    for (size_t i = 0; i < texts.size(); ++i) json["model"]["vocab"][texts[i]] = size + int32_t(i);
+    const auto path = std::filesystem::temp_directory_path() / ("retort-" + name + std::to_string(::getpid()) + ".json");
+    std::ofstream(path) << json.dump();
+    auto tokenizer = Tokenizer::load(path.string());
+    std::filesystem::remove(path);
+    return tokenizer;
+  };
+  auto padded = with_extra_ids("padded", {"[PAD" + std::to_string(size) + "]", "[PAD" + std::to_string(size + 1) + "]"});
+  ASSERT_EQ(padded->vocab_size(), size + 2);
+  ModelConfig padded_config = config;
+  padded_config.vocab_size = std::max<int64_t>(config.vocab_size, size + 2);
+  EXPECT_NO_THROW(check_draft_compatible(*padded, *draft, padded_config, config));
+  EXPECT_NO_THROW(check_draft_compatible(*draft, *padded, config, padded_config));
+
+  auto extended = with_extra_ids("extended", {"[PAD" + std::to_string(size) + "]", "Ġretort"});
+  try {
+    check_draft_compatible(*extended, *draft, padded_config, config);
+    FAIL() << "a target with a real token past the draft's vocabulary was accepted";
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find(fmt::format("token {}", size + 1)), std::string::npos) << message;
+    EXPECT_NE(message.find("not padding"), std::string::npos) << message;
+  }
+}
+
 }  // namespace
 }  // namespace retort

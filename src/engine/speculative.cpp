@@ -6,13 +6,25 @@
 
 namespace retort {
 
+namespace {
+// An id that only pads a vocabulary to the model's size: no token, or the "[PAD<id>]" placeholder that
+// GGUF converters (retort's and llama.cpp's) write for the ids a tokenizer.json leaves out.
+bool is_padding(const Tokenizer& tokenizer, int32_t id) {
+  return !tokenizer.is_token(id) || tokenizer.token_bytes(id) == "[PAD" + std::to_string(id) + "]";
+}
+}  // namespace
+
 void check_draft_compatible(const Tokenizer& target, const Tokenizer& draft, const ModelConfig& target_config,
                             const ModelConfig& draft_config) {
-  const int32_t size = target.vocab_size();
-  require(draft.vocab_size() == size, ErrorKind::InvalidInput,
-          "the draft's tokenizer has {} tokens and the target's {}; a draft must share the target's tokenizer "
-          "(pick a draft from the same model family, e.g. a distilled student of the target)",
-          draft.vocab_size(), size);
+  // R1-Distill-Qwen-1.5B pads its vocabulary to 151,936 ids and the 7B to 152,064: the same tokens.
+  const int32_t size = std::min(target.vocab_size(), draft.vocab_size());
+  const Tokenizer& larger = target.vocab_size() > size ? target : draft;
+  for (int32_t id = size; id < larger.vocab_size(); ++id)
+    require(is_padding(larger, id), ErrorKind::InvalidInput,
+            "the draft's tokenizer has {} tokens and the target's {}, and token {} ({:?}) of the {}'s is a real "
+            "token, not padding; a draft must share the target's tokenizer (pick a draft from the same model "
+            "family, e.g. a distilled student of the target)", draft.vocab_size(), target.vocab_size(), id,
+            larger.token_bytes(id).substr(0, 40), &larger == &target ? "target" : "draft");
   for (int32_t id = 0; id < size; ++id) {
     require(draft.token_bytes(id) == target.token_bytes(id) && draft.is_special(id) == target.is_special(id),
             ErrorKind::InvalidInput,
