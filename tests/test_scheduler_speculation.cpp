@@ -29,6 +29,9 @@ class SchedulerSpeculation : public ::testing::Test {
     target_ = load_model(dir_, backend_);
     tokenizer_ = Tokenizer::load(dir_ + "/tokenizer.json");
     random_draft_ = std::make_unique<test::RandomDraft>(target_->config, backend_, 5);
+    ModelConfig wider = target_->config;  // a draft whose vocabulary is padded to another size
+    wider.vocab_size += 16;
+    padded_draft_ = std::make_unique<test::RandomDraft>(wider, backend_, 6);
   }
 
   // Every prompt's reply, all submitted at once to one scheduler (with `drafter` when given).
@@ -68,14 +71,14 @@ class SchedulerSpeculation : public ::testing::Test {
 
   CpuBackend backend_;
   std::string dir_;
-  std::unique_ptr<test::RandomDraft> random_draft_;
+  std::unique_ptr<test::RandomDraft> random_draft_, padded_draft_;
   std::unique_ptr<LoadedModel> target_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
 TEST_F(SchedulerSpeculation, GreedyRepliesEqualTheTargetsAloneAndCountersAddUp) {
   const auto alone = serve(requests(0), nullptr, nullptr);
-  for (LoadedModel* draft : {target_.get(), random_draft_->model.get()}) {
+  for (LoadedModel* draft : {target_.get(), random_draft_->model.get(), padded_draft_->model.get()}) {
     Drafter drafter(*draft->transformer, target_->config.vocab_size, 512, 4, DType::F32);
     SchedulerStats stats;
     const auto drafted = serve(requests(0), &drafter, &stats);

@@ -107,6 +107,11 @@ class SpeculativeGeneration : public ::testing::Test {
     target_ = load_model(dir_, backend_);
     tokenizer_ = Tokenizer::load(dir_ + "/tokenizer.json");
     random_draft_ = std::make_unique<test::RandomDraft>(target_->config, backend_, 7);
+    // A draft whose vocabulary is padded to another size than the target's (as R1-Distill-Qwen-1.5B's
+    // 151,936 ids and the 7B's 152,064): its logits rows are not the target's length.
+    ModelConfig wider = target_->config;
+    wider.vocab_size += 16;
+    padded_draft_ = std::make_unique<test::RandomDraft>(wider, backend_, 8);
   }
 
   struct Output {
@@ -122,7 +127,7 @@ class SpeculativeGeneration : public ::testing::Test {
 
   CpuBackend backend_;
   std::string dir_;
-  std::unique_ptr<test::RandomDraft> random_draft_;
+  std::unique_ptr<test::RandomDraft> random_draft_, padded_draft_;
   std::unique_ptr<LoadedModel> target_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
@@ -133,7 +138,7 @@ TEST_F(SpeculativeGeneration, GreedyTextEqualsTheTargetAloneOverChatTurns) {
   options.max_tokens = 40;
   options.prefill_chunk = 7;
   const std::vector<int32_t> first = tokenizer_->encode("Hello there, how are", true);
-  for (LoadedModel* draft : {target_.get(), random_draft_->model.get()}) {
+  for (LoadedModel* draft : {target_.get(), random_draft_->model.get(), padded_draft_->model.get()}) {
     for (int k : {1, 3, 6}) {
       KvCache cache(target_->config, 256), alone_cache(target_->config, 256);
       CachedSequence sequence, alone;

@@ -115,7 +115,7 @@ GenerationStats generate(Transformer& model, KvCache& cache, CachedSequence& seq
 
   const int64_t vocab = model.config().vocab_size;
   Sampler sampler(options.sampling, vocab);
-  Sampler draft_sampler = make_draft_sampler(options.sampling, vocab);
+  Sampler draft_sampler = make_draft_sampler(options.sampling, options.drafter ? options.drafter->vocab() : vocab);
   StopChecker stop(end_of_sequence_ids(tokenizer, model.config()), options.stop_strings, options.max_tokens);
   StreamingDecoder decoder(tokenizer);
   timer.reset();

@@ -94,7 +94,9 @@ SubmitResult Scheduler::submit(GenerationRequest request) {
             "prompt token {} is outside the vocabulary (0..{})", id, model_.config().vocab_size - 1);
   }
 
-  auto sequence = std::make_unique<Sequence>(std::move(request), tokenizer_, eos_ids_, model_.config().vocab_size);
+  const int64_t vocab = model_.config().vocab_size;
+  auto sequence = std::make_unique<Sequence>(std::move(request), tokenizer_, eos_ids_, vocab,
+                                             options_.drafter ? options_.drafter->vocab() : vocab);
   SubmitResult result;
   {
     std::lock_guard lock(inbox_mutex_);

@@ -7,7 +7,9 @@
 namespace retort {
 
 struct Scheduler::Sequence {
-  Sequence(GenerationRequest r, const Tokenizer& tokenizer, const std::vector<int32_t>& eos_ids, int64_t vocab)
+  // vocab / draft_vocab: the lengths of the target's and the draft's logits rows.
+  Sequence(GenerationRequest r, const Tokenizer& tokenizer, const std::vector<int32_t>& eos_ids, int64_t vocab,
+           int64_t draft_vocab)
       : request(std::move(r)),
         stream(std::make_shared<RequestStream>()),
         tokens(request.prompt),
@@ -16,7 +18,7 @@ struct Scheduler::Sequence {
         stop(eos_ids, request.stop_strings, request.max_tokens),
         decoder(tokenizer),
         splitter(request.starts_in_reasoning),
-        draft_sampler(make_draft_sampler(request.sampling, vocab)) {}
+        draft_sampler(make_draft_sampler(request.sampling, draft_vocab)) {}
 
   int64_t pending() const { return static_cast<int64_t>(tokens.size()) - kv.length; }
   int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_size; }

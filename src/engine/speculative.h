@@ -54,6 +54,8 @@ class Drafter {
           int64_t prefill_chunk = 512);
 
   int draft_tokens() const { return draft_tokens_; }
+  // The draft model's vocabulary: the length of its logits rows, which its sampler reads.
+  int64_t vocab() const { return draft_.config().vocab_size; }
   KvCache& cache() { return cache_; }
   // The draft-side sequence `generate` uses (run and chat draft for one sequence at a time).
   CachedSequence& single_sequence() { return single_; }
