@@ -7,7 +7,9 @@
 #   env: THREADS (default: all cores), MAX_TOKENS (64), LEVELS (1,4,16,32), LLAMA_SERVER,
 #        RETORT_ARGS / LLAMA_ARGS: extra flags for each server, to compare features side by side, e.g.
 #        RETORT_ARGS="--no-prefix-cache" LLAMA_ARGS="--cache-reuse 0", or with a draft model (same tokenizer)
-#        RETORT_ARGS="--draft D.gguf --draft-tokens 4" LLAMA_ARGS="-md D.gguf --draft-max 4"
+#        RETORT_ARGS="--draft D.gguf --draft-tokens 4"
+#        LLAMA_ARGS="-md D.gguf --spec-type draft-simple --spec-draft-n-max 4" (llama.cpp of August 2026:
+#        without --spec-type it loads the draft and drafts nothing; --draft-max was removed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
