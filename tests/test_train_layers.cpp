@@ -238,5 +238,44 @@ TEST(TrainModelGradient, CheckpointingGivesIdenticalGradients) {
   EXPECT_LT(recomputing.activation_bytes(), plain.activation_bytes());
 }
 
+// distributed.bucket_mb sums a range over ranks as soon as the backward announces it: every announced
+// range must already hold its final gradient (compared with the gradients after the backward), and
+// the ranges cover every parameter exactly once, the head's first and the embedding's last.
+void check_gradient_announcements(const ModelConfig& config, bool checkpointing) {
+  TrainModel<float> model(config, 2, 5, {checkpointing});
+  std::mt19937_64 rng(13);
+  Vec init = random_vec(model.parameter_count(), rng, 0.5);
+  std::copy(init.begin(), init.end(), model.params());
+  std::vector<int32_t> inputs{1, 4, 8, 0, 2, 3, 3, 7, 5, 6}, targets{4, 8, 0, 2, 1, 3, 7, 5, 6, 1};
+  struct Announced {
+    size_t offset;
+    std::vector<float> values;
+  };
+  std::vector<Announced> announced;
+  model.set_gradient_ready([&](size_t offset, size_t count) {
+    announced.push_back({offset, std::vector<float>(model.grads() + offset, model.grads() + offset + count)});
+  });
+  model.forward(inputs.data(), targets.data());
+  model.zero_grad();
+  model.backward(0.1);
+  std::vector<int> times(model.parameter_count(), 0);
+  for (const Announced& a : announced)
+    for (size_t i = 0; i < a.values.size(); ++i) {
+      ++times[a.offset + i];
+      ASSERT_EQ(a.values[i], model.grads()[a.offset + i]) << "changed after its announcement: element " << a.offset + i;
+    }
+  for (size_t i = 0; i < times.size(); ++i) ASSERT_EQ(times[i], 1) << "element " << i;
+  const ParameterLayout& layout = model.layout();
+  const TensorRole first = config.tie_word_embeddings ? TensorRole::OutputNorm : TensorRole::LmHead;
+  EXPECT_EQ(announced.front().offset, layout.find(first, -1).offset);
+  EXPECT_EQ(announced.back().offset, layout.find(TensorRole::TokenEmbedding, -1).offset);
+}
+
+TEST(TrainModelGradient, AnnouncedRangesAreFinalAndCoverEveryParameterOnce) {
+  check_gradient_announcements(tiny_config(Architecture::Qwen2, false), false);
+  check_gradient_announcements(tiny_config(Architecture::Llama, true), false);
+  check_gradient_announcements(tiny_config(Architecture::Qwen2, true), true);
+}
+
 }  // namespace
 }  // namespace retort::train

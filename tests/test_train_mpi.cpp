@@ -51,11 +51,21 @@ class TrainMpi : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // command: "train" or "distill"; ranks > 1 adds the distributed section (with `zero`, the ZeRO
-  // stage); save_every: checkpointing.every; reproducible: distributed.reproducible (any ranks).
-  std::string write_config(const std::string& command, const std::string& run, int batch, int ranks,
-                           const std::string& allreduce = "flat", int64_t steps = kSteps, int zero = 0,
-                           int save_every = 0, bool reproducible = false) const {
+  // How a run is set up: batch_size, ranks (> 1 adds the distributed section), allreduce, steps,
+  // zero (the ZeRO stage), save_every (checkpointing.every), reproducible (distributed.reproducible,
+  // any ranks) and bucket_mb (distributed.bucket_mb).
+  struct RunSettings {
+    int batch = 1;
+    int ranks = 1;
+    std::string allreduce = "flat";
+    int64_t steps = kSteps;
+    int zero = 0;
+    int save_every = 0;
+    bool reproducible = false;
+    double bucket_mb = 0;
+  };
+  // command: "train" or "distill".
+  std::string write_config(const std::string& command, const std::string& run, const RunSettings& s) const {
     std::string head = command == "train"
                            ? fmt::format("model: {{init: {}}}\n", model_)
                            : fmt::format("teacher: {{model: {}}}\n"
@@ -67,10 +77,10 @@ class TrainMpi : public ::testing::Test {
                                          "  attention: {{loss: kl, layer_map: [[0, 0], [1, 2]]}}\n",
                                          model_);
     const std::string distributed =
-        ranks > 1 ? fmt::format("distributed: {{enable: true, strategy: collective, device_num: {}, allreduce: {}, "
-                                "zero: {}, reproducible: {}}}\n",
-                                ranks, allreduce, zero, reproducible)
-                  : fmt::format("distributed: {{reproducible: {}}}\n", reproducible);
+        s.ranks > 1 ? fmt::format("distributed: {{enable: true, strategy: collective, device_num: {}, allreduce: {}, "
+                                  "zero: {}, reproducible: {}, bucket_mb: {}}}\n",
+                                  s.ranks, s.allreduce, s.zero, s.reproducible, s.bucket_mb)
+                    : fmt::format("distributed: {{reproducible: {}}}\n", s.reproducible);
     const fs::path path = dir_ / (run + ".yaml");
     std::ofstream(path) << head
                         << fmt::format(
@@ -80,7 +90,7 @@ class TrainMpi : public ::testing::Test {
                                "scheduler: {{warmup_steps: 1, decay: cosine}}\n"
                                "evaluation: {{every: 0, batches: 2}}\n"
                                "checkpointing: {{dir: {}, every: {}, keep_last: 1}}\n{}",
-                               batch, steps, run, save_every, distributed);
+                               s.batch, s.steps, run, s.save_every, distributed);
     return path.string();
   }
 
@@ -134,9 +144,9 @@ class TrainMpi : public ::testing::Test {
 
   // One process with batch ranks·1 against `ranks` ranks of batch 1, both with accumulation 2.
   void compare(const std::string& command, int ranks, const std::string& allreduce, const std::string& env) {
-    const CommandResult one = run_ranks(1, command, write_config(command, "one", ranks, 1));
+    const CommandResult one = run_ranks(1, command, write_config(command, "one", {.batch = ranks}));
     ASSERT_EQ(one.status, 0) << one.output;
-    const CommandResult many = run_ranks(ranks, command, write_config(command, "many", 1, ranks, allreduce), env);
+    const CommandResult many = run_ranks(ranks, command, write_config(command, "many", {.ranks = ranks, .allreduce = allreduce}), env);
     ASSERT_EQ(many.status, 0) << many.output;
     expect_same_run("one", "many", 1e-5);
   }
@@ -148,10 +158,10 @@ class TrainMpi : public ::testing::Test {
   void compare_reproducible(const std::string& command, int ranks, const std::string& allreduce,
                             const std::string& env, int zero) {
     const CommandResult one =
-        run_ranks(1, command, write_config(command, "one", ranks, 1, "flat", kSteps, 0, 0, true));
+        run_ranks(1, command, write_config(command, "one", {.batch = ranks, .reproducible = true}));
     ASSERT_EQ(one.status, 0) << one.output;
     const CommandResult many =
-        run_ranks(ranks, command, write_config(command, "many", 1, ranks, allreduce, kSteps, zero, 0, true), env);
+        run_ranks(ranks, command, write_config(command, "many", {.ranks = ranks, .allreduce = allreduce, .zero = zero, .reproducible = true}), env);
     ASSERT_EQ(many.status, 0) << many.output;
     expect_same_run("one", "many", 1e-6);
     expect_identical_checkpoints("one", "many");
@@ -172,19 +182,41 @@ class TrainMpi : public ::testing::Test {
 
   // `ranks` ranks with ZeRO-1 against the same ranks without it: the same run, bit for bit.
   void compare_zero_one(const std::string& command, int ranks, const std::string& allreduce, const std::string& env) {
-    const CommandResult plain = run_ranks(ranks, command, write_config(command, "plain", 1, ranks, allreduce), env);
+    const CommandResult plain = run_ranks(ranks, command, write_config(command, "plain", {.ranks = ranks, .allreduce = allreduce}), env);
     ASSERT_EQ(plain.status, 0) << plain.output;
     const CommandResult sharded =
-        run_ranks(ranks, command, write_config(command, "sharded", 1, ranks, allreduce, kSteps, 1), env);
+        run_ranks(ranks, command, write_config(command, "sharded", {.ranks = ranks, .allreduce = allreduce, .zero = 1}), env);
     ASSERT_EQ(sharded.status, 0) << sharded.output;
     EXPECT_NE(sharded.output.find(fmt::format("ZeRO-1: Adam moments sharded over {} ranks", ranks)), std::string::npos)
         << sharded.output;
     expect_identical_runs("plain", "sharded");
   }
 
+  // `ranks` ranks summing the model's gradients in buckets during the backward against the same
+  // ranks summing after it: the same run, bit for bit (each element is still summed in rank order).
+  // 0.01 MiB buckets cut the tiny model's gradients into many (each layer its own bucket or more).
+  void compare_buckets(const std::string& command, int ranks, const std::string& allreduce, const std::string& env,
+                       int zero) {
+    const CommandResult after =
+        run_ranks(ranks, command, write_config(command, "after", {.ranks = ranks, .allreduce = allreduce, .zero = zero}), env);
+    ASSERT_EQ(after.status, 0) << after.output;
+    const RunSettings bucketed{.ranks = ranks, .allreduce = allreduce, .zero = zero, .bucket_mb = 0.01};
+    const CommandResult during = run_ranks(ranks, command, write_config(command, "during", bucketed), env);
+    ASSERT_EQ(during.status, 0) << during.output;
+    EXPECT_NE(during.output.find("buckets of 0.01 MiB summed during it"), std::string::npos) << during.output;
+    expect_identical_runs("after", "during");
+  }
+
   std::string model_;
   fs::path dir_;
 };
+
+TEST_F(TrainMpi, TrainTwoRanksBucketsDuringTheBackwardAreBitwiseOneSumAfterIt) {
+  compare_buckets("train", 2, "flat", "", 0);
+}
+TEST_F(TrainMpi, DistillFourRanksHierarchicalZeroOneBucketsAreBitwiseOneSumAfterIt) {
+  compare_buckets("distill", 4, "hierarchical", "RETORT_RANKS_PER_NODE=2", 1);
+}
 
 TEST_F(TrainMpi, TrainTwoRanksFlatMatchesOneProcess) { compare("train", 2, "flat", ""); }
 TEST_F(TrainMpi, TrainFourRanksHierarchicalMatchesOneProcess) {
@@ -214,7 +246,7 @@ TEST_F(TrainMpi, DistillFourRanksHierarchicalZeroOneIsBitwiseTheUnshardedRun) {
 }
 
 TEST_F(TrainMpi, DeviceNumOtherThanWorldSizeIsRefusedOnEveryRank) {
-  const std::string config = write_config("train", "bad", 1, 4);
+  const std::string config = write_config("train", "bad", {.ranks = 4});
   const CommandResult run = run_ranks(2, "train", config);
   EXPECT_NE(run.status, 0) << run.output;
   EXPECT_NE(run.output.find("distributed.device_num is 4 but the MPI world size is 2"), std::string::npos)
@@ -223,10 +255,10 @@ TEST_F(TrainMpi, DeviceNumOtherThanWorldSizeIsRefusedOnEveryRank) {
 }
 
 TEST_F(TrainMpi, ResumeOnAnotherNumberOfRanksIsRefusedWithTheReason) {
-  const CommandResult two = run_ranks(2, "train", write_config("train", "run", 1, 2));
+  const CommandResult two = run_ranks(2, "train", write_config("train", "run", {.ranks = 2}));
   ASSERT_EQ(two.status, 0) << two.output;
   const CommandResult four = run_command("cd " + dir_.string() + " && " + test::mpirun_prefix(4) +
-                                         test::retort_binary() + " train " + write_config("train", "run", 1, 4) +
+                                         test::retort_binary() + " train " + write_config("train", "run", {.ranks = 4}) +
                                          " --resume 2>&1");
   EXPECT_NE(four.status, 0) << four.output;
   EXPECT_NE(four.output.find("was written by a run on 2 rank(s), but this run has 4"), std::string::npos)
@@ -234,7 +266,7 @@ TEST_F(TrainMpi, ResumeOnAnotherNumberOfRanksIsRefusedWithTheReason) {
 }
 
 TEST_F(TrainMpi, RanksWithDifferentConfigsAreRefused) {
-  const std::string a = write_config("train", "same", 1, 2);
+  const std::string a = write_config("train", "same", {.ranks = 2});
   std::string text;
   {
     std::ifstream in(a);
@@ -266,7 +298,7 @@ pid_t find_rank(const std::string& config, int rank) {
 }
 
 TEST_F(TrainMpi, SigkillOfOneRankEndsTheOthersNamingIt) {
-  const std::string config = write_config("train", "killed", 1, 2, "flat", 100000);
+  const std::string config = write_config("train", "killed", {.ranks = 2, .steps = 100000});
   CommandResult run;
   std::thread launcher([&] { run = run_ranks(2, "train", config); });
   pid_t victim = -1;
@@ -291,9 +323,9 @@ TEST_F(TrainMpi, SigkillOfOneRankEndsTheOthersNamingIt) {
 TEST_F(TrainMpi, ZeroOneRunKilledAndResumedEndsWithTheBytesOfAnUninterruptedRun) {
   constexpr int64_t kLongSteps = 30;
   const CommandResult whole =
-      run_ranks(2, "train", write_config("train", "whole", 1, 2, "flat", kLongSteps, 1, 2));
+      run_ranks(2, "train", write_config("train", "whole", {.ranks = 2, .steps = kLongSteps, .zero = 1, .save_every = 2}));
   ASSERT_EQ(whole.status, 0) << whole.output;
-  const std::string config = write_config("train", "cut", 1, 2, "flat", kLongSteps, 1, 2);
+  const std::string config = write_config("train", "cut", {.ranks = 2, .steps = kLongSteps, .zero = 1, .save_every = 2});
   CommandResult cut;
   std::thread launcher([&] { cut = run_ranks(2, "train", config); });
   pid_t victim = -1;

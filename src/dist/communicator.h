@@ -41,6 +41,9 @@ class Communicator {
   // Sums one int64 per rank (counts such as a step's targets: exact, no rounding).
   virtual int64_t sum(int64_t value) = 0;
   virtual void barrier() = 0;
+  // Whether a thread other than the one that started MPI may call the collectives (one thread at a
+  // time: MPI_THREAD_SERIALIZED), as the gradient buckets' communication thread does.
+  virtual bool serialized_threads() const { return true; }
   // A communicator of the ranks that passed the same `color`, ordered by `key`.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
   // Ranks that share this rank's memory (one machine), as MPI_COMM_TYPE_SHARED finds them.

@@ -27,6 +27,7 @@ class DataParallelGroup final : public train::RankGroup {
   }
   void sum(double* values, size_t count) override { world_.sum(values, count); }
   void barrier() override { world_.barrier(); }
+  bool sums_from_any_thread() const override { return world_.serialized_threads(); }
 
   // Flat: a reduce-scatter over the world's shards (half an allreduce's traffic), the same rank-order
   // sums. Hierarchical sums node by node, so it allreduces to keep its order (and its results).

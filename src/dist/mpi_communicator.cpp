@@ -20,6 +20,8 @@ namespace retort::dist {
 
 namespace {
 
+int thread_level = MPI_THREAD_SINGLE;  // what MPI_Init_thread provided
+
 // Collectives return their error instead of aborting the job, so the message says which call failed.
 void check(int code, const char* call) {
   if (code == MPI_SUCCESS) return;
@@ -55,6 +57,7 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
+  bool serialized_threads() const override { return thread_level >= MPI_THREAD_SERIALIZED; }
 
   void all_gather_bytes(const void* input, void* output, size_t bytes) override {
     check(MPI_Allgather(input, as_count(bytes), MPI_BYTE, output, as_count(bytes), MPI_BYTE, comm_), "MPI_Allgather");
@@ -96,9 +99,9 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> make_mpi_world() {
-  int provided = 0;
-  // Only the main thread calls MPI; the thread pool's workers never do.
-  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  // One thread at a time calls MPI: the main thread, or the gradient buckets' communication thread
+  // while the main thread runs the backward (train/gradient_buckets.h); never the pool's workers.
+  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &thread_level), "MPI_Init_thread");
   return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, true);
 }
 

@@ -141,6 +141,9 @@ class DistillLoss final : public Objective {
     std::copy_n(proj_params_.data(), proj_params_.size(), objective_.projections());
     sum_ = {};
   }
+  void set_gradient_ready(std::function<void(size_t, size_t)> ready) override {
+    student_.set_gradient_ready(std::move(ready));
+  }
   void accumulate(const int32_t* inputs, const int32_t* targets, const StepScales& scales) override {
     // The returned terms are unscaled sums; the scales weigh their gradients only.
     const LossTerms t = objective_.run(inputs, targets, w_, scales.token * scales.loss_scale,

@@ -16,6 +16,9 @@ class RankGroup {
   virtual void sum(float* values, size_t count) {}
   virtual void sum(double* values, size_t count) {}
   virtual void barrier() {}
+  // Whether sum(float*) may be called from another thread than the one that joined the ranks (never
+  // two at once): the gradient buckets' communication thread needs it.
+  virtual bool sums_from_any_thread() const { return true; }
 
   // ZeRO-1 (optimizer state sharded): a flat buffer of `count` values is cut into shards of
   // `shard` values, rank r owning [r·shard, (r+1)·shard) ∩ [0, count) (see ShardRange).

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "train/checkpoint.h"
+#include "train/gradient_buckets.h"
 #include "train/loss_scaler.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -169,6 +170,16 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
   }
   std::optional<ExactGradients> exact;
   if (c.reproducible) exact.emplace(buffers);
+  std::optional<GradientBuckets> buckets;  // the model's gradients summed during the last backward
+  if (c.bucket_mb > 0 && ranks.ranks() > 1 && !exact) {
+    if (ranks.sums_from_any_thread()) {
+      const size_t bucket_values = std::max<size_t>(1, size_t(c.bucket_mb * double(1 << 20)) / sizeof(float));
+      buckets.emplace(ranks, buffers.front().grads, buffers.front().count, bucket_values);
+    } else {
+      spdlog::warn("distributed.bucket_mb: this MPI library cannot be called from a second thread "
+                   "(MPI_THREAD_SERIALIZED); the gradients are summed after the backward pass instead");
+    }
+  }
   LossScaler scaler(c.mixed_precision == "fp16", c.loss_scale_initial, c.loss_scale_growth_interval, state);
   std::vector<float> gathered_moments;  // ZeRO-1: rank 0's copy of every shard, at checkpoints only
   auto checkpoint = [&] {
@@ -209,7 +220,10 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
     if (exact) exact->clear();
     for (size_t m = 0; m < inputs.size(); ++m) {
       if (!exact) {
+        const bool overlap = buckets && m + 1 == inputs.size();  // only the last backward's gradients are final
+        if (overlap) objective.set_gradient_ready([&](size_t offset, size_t count) { buckets->ready(offset, count); });
         objective.accumulate(inputs[m].data(), targets[m].data(), scales);
+        if (overlap) objective.set_gradient_ready({});
         continue;
       }
       for (int64_t row = 0; row < c.batch_size; ++row) {  // the models run one sequence at a time
@@ -217,14 +231,16 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
         exact->fold();
       }
     }
-    // Once per optimizer step, after accumulation: the gradients and loss terms of all ranks.
+    // Once per optimizer step, after accumulation: the gradients and loss terms of all ranks. With
+    // buckets, the model's are summed or being summed: wait for them before this thread calls MPI.
     const auto communication_start = Clock::now();
+    if (buckets) buckets->finish();
     std::vector<double> sums = objective.step_sums();
     ranks.sum(sums.data(), sums.size());
     if (exact) {
       exact->sum_over_ranks(ranks);  // every rank's whole gradient (ZeRO-1 reads its shard of it)
     } else {
-      for (size_t i = 0; i < buffers.size(); ++i) {
+      for (size_t i = buckets ? 1 : 0; i < buffers.size(); ++i) {  // buckets: the model's are summed
         if (zero && i == 0) zero->sum_grads();
         else ranks.sum(buffers[i].grads, buffers[i].count);
       }
@@ -281,9 +297,10 @@ LoopResult run_step_loop(const LoopSetup& setup, OpenedRun& run, Objective& obje
   if (ranks.ranks() > 1 && state.step > first_step) {
     const double total = std::chrono::duration<double>(Clock::now() - run_start).count();
     const double steps = double(state.step - first_step);
-    spdlog::info("data parallel: {} ranks, {:.1f} ms per step, {:.1f} ms of it summing over ranks ({:.1f} %)",
+    spdlog::info("data parallel: {} ranks, {:.1f} ms per step, {:.1f} ms of it summing over ranks ({:.1f} %){}",
                  ranks.ranks(), 1e3 * total / steps, 1e3 * communication_seconds / steps,
-                 100 * communication_seconds / total);
+                 100 * communication_seconds / total,
+                 buckets ? fmt::format(" after the backward; buckets of {} MiB summed during it", c.bucket_mb) : "");
   }
   result.steps = state.step;
   return result;

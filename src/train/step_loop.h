@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ class Objective {
   virtual std::vector<TrainedBuffer> trained_buffers() = 0;
   // Before a step's micro-batches (step counts from 0): gradients zeroed, per-step settings fixed.
   virtual void begin_step(int64_t step) = 0;
+  // Passed on to the model (the first trained buffer): told during its backward which ranges of its
+  // gradient are final (TrainModel::set_gradient_ready); an empty function stops the calls.
+  virtual void set_gradient_ready(std::function<void(size_t offset, size_t count)> ready) = 0;
   // Forward and backward of one micro-batch, adding d(scaled loss)/dθ into the gradients.
   virtual void accumulate(const int32_t* inputs, const int32_t* targets, const StepScales& scales) = 0;
   // The step's summed loss terms so far on this rank (summed over ranks by the loop), and the step's

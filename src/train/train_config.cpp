@@ -160,6 +160,7 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   r.read("distributed.allreduce", c.allreduce);
   r.read("distributed.zero", c.zero_stage);
   r.read("distributed.reproducible", c.reproducible);
+  r.read("distributed.bucket_mb", c.bucket_mb);
   r.reject_unknown();
 
   c.format = parse_data_format(format);
@@ -195,6 +196,9 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   check(c.zero_stage == 0 || c.zero_stage == 1,
         "distributed.zero must be 0 (every rank holds all optimizer state) or 1 (Adam moments sharded over the "
         "ranks, ZeRO stage 1); stages 2 and 3 are not implemented");
+  check(c.bucket_mb >= 0 && c.bucket_mb <= 1 << 20,
+        "distributed.bucket_mb must be between 0 (sum the gradients after the backward pass) and 1048576 MiB (25 is "
+        "PyTorch DDP's default bucket)");
   if (entries != nullptr) *entries = r.entries();
   return c;
 }

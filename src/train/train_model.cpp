@@ -210,13 +210,24 @@ void TrainModel<T>::backward(double loss_scale) {
   }
   std::fill_n(dx_, N * C, T(0));
   rmsnorm_backward(dx_, dw_.final_norm, dln_, residual_ + L * N * C, w_.final_norm, final_rstd_, N, C);
+  if (!config_.tie_word_embeddings) gradients_final(-1, TensorRole::LmHead);  // tied: the embedding's, below
+  gradients_final(-1, TensorRole::OutputNorm);
   if (hooks_.hidden_gradient) hooks_.hidden_gradient(L, dx_);
   for (int64_t l = L - 1; l >= 0; --l) {
     if (options_.activation_checkpointing) layer_forward(l, layer_acts(l));  // recompute from the saved input
     layer_backward(l, layer_acts(l));
+    gradients_final(int(l));
     if (hooks_.hidden_gradient) hooks_.hidden_gradient(l, dx_);
   }
   embedding_backward(dw_.wte, dx_, inputs_.data(), N, C);
+  gradients_final(-1, TensorRole::TokenEmbedding);
+}
+
+template <typename T>
+void TrainModel<T>::gradients_final(int layer, TensorRole role) {
+  if (!gradient_ready_) return;
+  for (const ParameterInfo& t : layout_.tensors)
+    if (t.layer == layer && (layer >= 0 || t.role == role)) gradient_ready_(t.offset, t.count);
 }
 
 template class TrainModel<float>;

@@ -89,6 +89,11 @@ class TrainModel {
   const T* attention_probs(int64_t l) const { return layer_acts(l).att; }
   const ParameterViews<T>& weights() const { return w_; }
   void set_backward_hooks(BackwardHooks<T> hooks) { hooks_ = std::move(hooks); }
+  // Called during backward() with each tensor's [offset, offset + count) of grads() once that
+  // tensor's gradient is final for this backward: the LM head (when not tied) and the final norm
+  // first, then each layer's tensors from the last layer to the first, the embedding last
+  // (distributed.bucket_mb sums them over ranks while the backward goes on; train/gradient_buckets.h).
+  void set_gradient_ready(std::function<void(size_t offset, size_t count)> ready) { gradient_ready_ = std::move(ready); }
 
   void zero_grad();
   // Adds this micro-batch's gradients into grads(): d(loss_scale · Σ losses) / dθ.
@@ -101,6 +106,8 @@ class TrainModel {
   // The LM head's input: final_norm_ itself when every row has logits, else its gathered rows.
   const T* head_input() const { return head_rows_.size() == size_t(N_) ? final_norm_ : head_in_; }
   const LayerActivations<T>& layer_acts(int64_t layer) const;
+  // Hands gradient_ready_ the tensors of `layer` (≥ 0), or outside the layers the one of `role`.
+  void gradients_final(int layer, TensorRole role = TensorRole::TokenEmbedding);
 
   ModelConfig config_;
   ParameterLayout layout_;
@@ -133,6 +140,7 @@ class TrainModel {
   std::vector<int64_t> head_rows_;         // the positions the LM head ran on, ascending
   std::vector<int32_t> head_targets_;      // their targets
   BackwardHooks<T> hooks_;
+  std::function<void(size_t, size_t)> gradient_ready_;
 };
 
 }  // namespace retort::train

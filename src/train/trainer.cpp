@@ -44,6 +44,9 @@ class CrossEntropyObjective final : public Objective {
     model_.zero_grad();
     loss_sum_ = 0;
   }
+  void set_gradient_ready(std::function<void(size_t, size_t)> ready) override {
+    model_.set_gradient_ready(std::move(ready));
+  }
   void accumulate(const int32_t* inputs, const int32_t* targets, const StepScales& scales) override {
     loss_sum_ += model_.forward(inputs, targets).sum;
     if (scales.token > 0) model_.backward(scales.token * scales.loss_scale);
