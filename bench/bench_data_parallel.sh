@@ -2,9 +2,10 @@
 # Data-parallel step time split into computation and the sums over ranks (communication), for
 # 1, 2 and 4 ranks on this machine, flat and hierarchical allreduce (4 ranks as 2 simulated nodes of 2
 # through RETORT_RANKS_PER_NODE), with threads × ranks = cores, with ZeRO-1 (Adam moments sharded: the
-# moments rank 0 holds), and with distributed.reproducible (gradients one sequence at a time, summed in
-# f64: the cost of weights that do not depend on the number of ranks). Prints one Markdown table row per
-# setting.
+# moments rank 0 holds), with distributed.reproducible (gradients one sequence at a time, summed in
+# f64: the cost of weights that do not depend on the number of ranks), and with distributed.bucket_mb
+# (the model's gradients summed in buckets during the last backward: the "summing" column is then what
+# the step still waits for after the backward). Prints one Markdown table row per setting.
 #
 #   bash bench/bench_data_parallel.sh [MODEL] [STEPS]
 #
@@ -34,10 +35,10 @@ PY
 
 # GLOBAL_BATCH rows per micro-batch whatever the ranks, so every setting does the same work per step.
 GLOBAL_BATCH=4
-run() {  # ranks allreduce zero reproducible env...
-  local ranks=$1 allreduce=$2 zero=$3 reproducible=$4; shift 4
+run() {  # ranks allreduce zero reproducible bucket_mb env...
+  local ranks=$1 allreduce=$2 zero=$3 reproducible=$4 bucket_mb=$5; shift 5
   local threads=$(( CORES / ranks > 0 ? CORES / ranks : 1 ))
-  local dir="$WORK/run-$ranks-$allreduce-$zero-$reproducible"
+  local dir="$WORK/run-$ranks-$allreduce-$zero-$reproducible-$bucket_mb"
   cat > "$dir.yaml" <<YAML
 model: {$MODEL_KEY}
 data: {train: $WORK/ids.txt, format: tokens, val_fraction: 0}
@@ -49,7 +50,7 @@ threads: $threads
 log_every: 1000
 optimizer: {type: AdamW, lr: 1.0e-4}
 checkpointing: {dir: $dir, every: 0, keep_last: 1}
-distributed: {enable: $([ "$ranks" -gt 1 ] && echo true || echo false), device_num: $ranks, allreduce: $allreduce, zero: $zero, reproducible: $reproducible}
+distributed: {enable: $([ "$ranks" -gt 1 ] && echo true || echo false), device_num: $ranks, allreduce: $allreduce, zero: $zero, reproducible: $reproducible, bucket_mb: $bucket_mb}
 YAML
   local log="$dir.log"
   if [ "$ranks" -eq 1 ]; then
@@ -63,19 +64,29 @@ YAML
   line=$(grep -o 'data parallel: .*' "$log" || echo "data parallel: 1 ranks, - ms per step, 0 ms of it summing over ranks (0 %)")
   local moments
   moments=$(grep -o 'ZeRO-1: .*' "$log" | sed -E 's/.*: ([0-9.]+ MiB) on rank 0 instead of ([0-9.]+ MiB)/\1 of \2/' || echo "all")
-  echo "| $ranks | $allreduce | $zero | $reproducible | $threads | $tps | ${line#data parallel: } | $moments |"
+  line=${line#data parallel: }
+  echo "| $ranks | $allreduce | $zero | $reproducible | $bucket_mb | $threads | $tps | ${line%% after the backward*} | $moments |"
 }
 
 echo "model: $MODEL, $STEPS steps, global batch $GLOBAL_BATCH x 64 tokens x 2 micro-batches, $CORES cores"
-echo "| ranks | allreduce | zero | reproducible | threads/rank | tokens/s | step time and communication share | Adam moments on rank 0 |"
-echo "|---|---|---|---|---|---|---|---|"
-run 1 flat 0 false
-run 1 flat 0 true
-run 2 flat 0 false
-run 2 flat 0 true
-run 2 hierarchical 0 false RETORT_RANKS_PER_NODE=1
-run 2 flat 1 false
-run 4 flat 0 false
-run 4 flat 0 true
-run 4 hierarchical 0 false RETORT_RANKS_PER_NODE=2
-run 4 flat 1 false
+echo "| ranks | allreduce | zero | reproducible | bucket MiB | threads/rank | tokens/s | step time and communication share | Adam moments on rank 0 |"
+echo "|---|---|---|---|---|---|---|---|---|"
+ONLY=${ONLY:-}  # e.g. ONLY=buckets: only the rows that compare bucket_mb 0 and 25
+if [ "$ONLY" != buckets ]; then
+  run 1 flat 0 false 0
+  run 1 flat 0 true 0
+fi
+run 2 flat 0 false 0
+run 2 flat 0 false 25
+if [ "$ONLY" != buckets ]; then
+  run 2 flat 0 true 0
+  run 2 hierarchical 0 false 0 RETORT_RANKS_PER_NODE=1
+  run 2 flat 1 false 0
+fi
+run 4 flat 0 false 0
+run 4 flat 0 false 25
+if [ "$ONLY" != buckets ]; then
+  run 4 flat 0 true 0
+  run 4 hierarchical 0 false 0 RETORT_RANKS_PER_NODE=2
+  run 4 flat 1 false 0
+fi

@@ -62,7 +62,7 @@ class TrainMpi : public ::testing::Test {
     int zero = 0;
     int save_every = 0;
     bool reproducible = false;
-    double bucket_mb = 0;
+    double bucket_mb = 25;  // the default: buckets during the backward
   };
   // command: "train" or "distill".
   std::string write_config(const std::string& command, const std::string& run, const RunSettings& s) const {
@@ -198,7 +198,7 @@ class TrainMpi : public ::testing::Test {
   void compare_buckets(const std::string& command, int ranks, const std::string& allreduce, const std::string& env,
                        int zero) {
     const CommandResult after =
-        run_ranks(ranks, command, write_config(command, "after", {.ranks = ranks, .allreduce = allreduce, .zero = zero}), env);
+        run_ranks(ranks, command, write_config(command, "after", {.ranks = ranks, .allreduce = allreduce, .zero = zero, .bucket_mb = 0}), env);
     ASSERT_EQ(after.status, 0) << after.output;
     const RunSettings bucketed{.ranks = ranks, .allreduce = allreduce, .zero = zero, .bucket_mb = 0.01};
     const CommandResult during = run_ranks(ranks, command, write_config(command, "during", bucketed), env);

@@ -204,6 +204,16 @@ TEST_F(TrainRun, ConfigErrorsNameThePath) {
     EXPECT_NE(std::string(e.what()).find("optimizer.lr"), std::string::npos) << e.what();
   }
   EXPECT_THROW(parse_train_config("data: {train: y}\n", "c.yaml", "."), Error);  // no model
+  for (const char* bucket : {"-1", ".nan", "2000000"}) {
+    try {
+      parse_train_config(fmt::format("model: {{init: x}}\ndata: {{train: y}}\ndistributed: {{bucket_mb: {}}}\n", bucket),
+                         "c.yaml", ".");
+      FAIL() << "bucket_mb " << bucket << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("distributed.bucket_mb must be between 0"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(parse_train_config("model: {init: x}\ndata: {train: y}\n", "c.yaml", ".").bucket_mb, 25);
   std::vector<ConfigEntry> entries;
   parse_train_config("model: {init: x}\ndata: {train: y}\n", "c.yaml", ".", &entries);
   auto lr = std::find_if(entries.begin(), entries.end(), [](const ConfigEntry& e) { return e.path == "optimizer.lr"; });

@@ -60,7 +60,7 @@ struct TrainConfig {
   int64_t zero_stage = 0;                           // 0 | 1 (ZeRO-1: Adam moments sharded over the ranks)
   // > 0: the model's gradients summed in buckets of this many MiB on a communication thread during the
   // backward of each step's last micro-batch (PyTorch DDP's bucket_cap_mb); 0: one sum after it.
-  double bucket_mb = 0;
+  double bucket_mb = 25;
   // Gradients taken one sequence at a time and summed in f64 (over sequences, micro-batches and
   // ranks), rounded to f32 once per step: the same weights on any number of ranks (see step_loop.h).
   bool reproducible = false;
