@@ -71,22 +71,18 @@ YAML
 echo "model: $MODEL, $STEPS steps, global batch $GLOBAL_BATCH x 64 tokens x 2 micro-batches, $CORES cores"
 echo "| ranks | allreduce | zero | reproducible | bucket MiB | threads/rank | tokens/s | step time and communication share | Adam moments on rank 0 |"
 echo "|---|---|---|---|---|---|---|---|---|"
-ONLY=${ONLY:-}  # e.g. ONLY=buckets: only the rows that compare bucket_mb 0 and 25
-if [ "$ONLY" != buckets ]; then
+ONLY=${ONLY:-}  # ONLY=buckets: only the rows that compare bucket_mb 0 and 25
+all_rows() { [ "$ONLY" != buckets ]; }
+if all_rows; then
   run 1 flat 0 false 0
   run 1 flat 0 true 0
 fi
-run 2 flat 0 false 0
-run 2 flat 0 false 25
-if [ "$ONLY" != buckets ]; then
-  run 2 flat 0 true 0
-  run 2 hierarchical 0 false 0 RETORT_RANKS_PER_NODE=1
-  run 2 flat 1 false 0
-fi
-run 4 flat 0 false 0
-run 4 flat 0 false 25
-if [ "$ONLY" != buckets ]; then
-  run 4 flat 0 true 0
-  run 4 hierarchical 0 false 0 RETORT_RANKS_PER_NODE=2
-  run 4 flat 1 false 0
-fi
+for ranks in 2 4; do
+  run "$ranks" flat 0 false 0
+  run "$ranks" flat 0 false 25
+  if all_rows; then
+    run "$ranks" flat 0 true 0
+    run "$ranks" hierarchical 0 false 0 RETORT_RANKS_PER_NODE=$(( ranks / 2 ))
+    run "$ranks" flat 1 false 0
+  fi
+done
