@@ -25,10 +25,11 @@ export function fixtureModel(name = "tiny-r1-qwen") {
 
 // `model` is MODEL, or "--config" with the file as the first extra argument, or null when the
 // extra arguments name the models (--model NAME=PATH). One thread unless extraArgs set --threads.
-export async function startServer(model, extraArgs = []) {
+// env: variables added to this process's environment for the server.
+export async function startServer(model, extraArgs = [], env = {}) {
   const threads = extraArgs.includes("--threads") ? [] : ["--threads", "1"];
   const args = ["serve", ...(model === null ? [] : [model]), ...extraArgs, "--port", "0", ...threads];
-  const child = spawn(retortBinary(), args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(retortBinary(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let stdout = "";
   let stderr = "";
   child.stderr.on("data", (d) => { stderr += d; });
