@@ -6,7 +6,9 @@
 #   bench/run_serve_bench.sh [BUILD_DIR]
 #   env: THREADS (default: all cores), MAX_TOKENS (64), LEVELS (1,4,16,32), LLAMA_SERVER,
 #        RETORT_ARGS / LLAMA_ARGS: extra flags for each server, to compare features side by side, e.g.
-#        RETORT_ARGS="--no-prefix-cache" LLAMA_ARGS="--cache-reuse 0", or with a draft model (same tokenizer)
+#        RETORT_ARGS="--no-prefix-cache" LLAMA_EXTRA='{"ignore_eos": true, "cache_prompt": false}' (LLAMA_EXTRA:
+#        the JSON merged into each llama-server request; llama-server's prompt cache is per request), or with a
+#        draft model (same tokenizer)
 #        RETORT_ARGS="--draft D.gguf --draft-tokens 4"
 #        LLAMA_ARGS="-md D.gguf --spec-type draft-simple --spec-draft-n-max 4" (llama.cpp of August 2026:
 #        without --spec-type it loads the draft and drafts nothing; --draft-max was removed)
@@ -55,7 +57,7 @@ if [ -x "$LLAMA_SERVER" ]; then
   wait_healthy "http://127.0.0.1:$lport"
   # ignore_eos keeps llama-server from stopping early where retort would not (random weights).
   node bench/serve_load.mjs --url "http://127.0.0.1:$lport" --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" \
-    --extra '{"ignore_eos": true}' --label "llama-server ($THREADS threads, $SLOTS slots)" | tee /tmp/llama-server-bench.out
+    --extra "${LLAMA_EXTRA:-{\"ignore_eos\": true\}}" --label "llama-server ($THREADS threads, $SLOTS slots)" | tee /tmp/llama-server-bench.out
   summary+=("$(grep '^JSON ' /tmp/llama-server-bench.out | sed 's/^JSON //')")
   node -e '
     const [ours, theirs] = process.argv.slice(1).map(JSON.parse);
