@@ -17,6 +17,7 @@
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/distill_config.h"
 #include "train/train_config.h"
 #include "util/error.h"
 #include "util/input_limits.h"
@@ -171,6 +172,25 @@ TEST_F(InputLimitsTest, YamlConfigsBoundNesting) {
                                        write("serve.yaml", "port: " + nested_array(300) + "\n") + "' 2>&1");
   EXPECT_EQ(serve.status, 1) << serve.output;
   EXPECT_NE(serve.output.find("more than 128 levels"), std::string::npos) << serve.output;
+}
+
+// A map or a list as a key (YAML's "? " complex key) reached the readers' key names as a yaml-cpp
+// conversion error, an internal error (fuzz_train_config found it; its input is the first case).
+TEST_F(InputLimitsTest, YamlConfigKeysThatAreMapsOrListsAreRefused) {
+  const std::string found =
+      "# Fine-tune the# Step 2 of t/ed/\x91\x96n      # HF directory (config.json, s\ndata:\n ? train: "
+      "../../../shared/\xe4" "ata/tinyshakewpeare/he ";
+  for (const std::string& text : {found, std::string("? {a: 1}\n: 2\n"), std::string("model:\n  ? [x, y]\n  : 1\n")}) {
+    const auto [kind, message] = error_of([&] { train::parse_train_config(text, "c.yaml", "."); });
+    EXPECT_EQ(kind, ErrorKind::InvalidInput) << message;
+    EXPECT_NE(message.find("complex key"), std::string::npos) << message;
+  }
+  const auto [kind, message] = error_of([&] { train::parse_distill_config("? [1]\n: 2\n", "d.yaml", "."); });
+  EXPECT_EQ(kind, ErrorKind::InvalidInput) << message;
+  const auto serve = test::run_command("'" + test::retort_binary() + "' serve --config '" +
+                                       write("serve.yaml", "? {port: 1}\n: 2\n") + "' 2>&1");
+  EXPECT_EQ(serve.status, 1) << serve.output;
+  EXPECT_NE(serve.output.find("complex key"), std::string::npos) << serve.output;
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ void apply_yaml_config(CLI::App& command, const std::string& path) {
   } catch (const YAML::Exception& error) {
     fail(ErrorKind::InvalidInput, "the config file '{}' is not valid YAML: {}", path, echo_excerpt(error.what()));
   }
-  check_yaml_nesting(root, "the config file '" + path + "'");
+  check_yaml_shape(root, "the config file '" + path + "'");
   if (root.IsNull()) return;
   require(root.IsMap(), ErrorKind::InvalidInput, "the config file '{}' must be a YAML map of flag names to values", path);
   std::vector<ConfigEntry> entries;

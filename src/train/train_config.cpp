@@ -210,7 +210,7 @@ YAML::Node parse_config_root(const std::string& yaml_text, const std::string& so
   } catch (const YAML::Exception& e) {
     fail(ErrorKind::InvalidInput, "{}: not valid YAML: {}", source, echo_excerpt(e.what()));
   }
-  check_yaml_nesting(root, source);
+  check_yaml_shape(root, source);
   require(root.IsMap(), ErrorKind::InvalidInput, "{}: expected a map of settings at the top level", source);
   return root;
 }

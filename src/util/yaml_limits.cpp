@@ -15,7 +15,9 @@ void check_below(const YAML::Node& node, int depth, const std::string& source) {
           kMaxInputNesting);
   for (const auto& item : node) {
     if (node.IsMap()) {
-      check_below(item.first, depth + 1, source);
+      require(!item.first.IsMap() && !item.first.IsSequence(), ErrorKind::InvalidInput,
+              "{}: a key is a {} (YAML's '? ' complex key); config keys are plain names such as batch_size", source,
+              item.first.IsMap() ? "map" : "list");
       check_below(item.second, depth + 1, source);
     } else {
       check_below(item, depth + 1, source);
@@ -25,6 +27,6 @@ void check_below(const YAML::Node& node, int depth, const std::string& source) {
 
 }  // namespace
 
-void check_yaml_nesting(const YAML::Node& root, const std::string& source) { check_below(root, 0, source); }
+void check_yaml_shape(const YAML::Node& root, const std::string& source) { check_below(root, 0, source); }
 
 }  // namespace retort
