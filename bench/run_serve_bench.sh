@@ -11,7 +11,9 @@
 #        draft model (same tokenizer)
 #        RETORT_ARGS="--draft D.gguf --draft-tokens 4"
 #        LLAMA_ARGS="-md D.gguf --spec-type draft-simple --spec-draft-n-max 4" (llama.cpp of August 2026:
-#        without --spec-type it loads the draft and drafts nothing; --draft-max was removed)
+#        without --spec-type it loads the draft and drafts nothing; --draft-max was removed).
+#        DRAFT_K=K does that for you with a random 2-layer draft of the same tokenizer
+#        (configs/models/qwen2.5-tiny-draft.json, made here like the target): both servers draft K tokens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -32,6 +34,19 @@ if [ ! -f "$dir/config.json" ]; then
   "$RETORT" init --config configs/models/Qwen2.5-0.5B.json --out "$dir" --seed 1 --tokenizer .cache/tokenizers/qwen
 fi
 [ -f "$gguf" ] || "$RETORT" convert "$dir" --out "$gguf" --type bf16
+if [ -n "${DRAFT_K:-}" ]; then
+  draft_dir=$MODELS/qwen2.5-tiny-draft
+  draft=$MODELS/qwen2.5-tiny-draft-bf16.gguf
+  if [ ! -f "$draft_dir/config.json" ]; then
+    "$RETORT" init --config configs/models/qwen2.5-tiny-draft.json --out "$draft_dir" --seed 2 \
+      --tokenizer .cache/tokenizers/qwen
+  fi
+  [ -f "$draft" ] || "$RETORT" convert "$draft_dir" --out "$draft" --type bf16
+  RETORT_ARGS="${RETORT_ARGS:-} --draft $draft --draft-tokens $DRAFT_K"
+  # --spec-draft-n-min 0 --spec-draft-p-min 0: llama-server proposes K tokens every step, as retort does
+  LLAMA_ARGS="${LLAMA_ARGS:-} -md $draft --spec-type draft-simple --spec-draft-n-max $DRAFT_K --spec-draft-n-min 0"
+  LLAMA_ARGS="$LLAMA_ARGS --spec-draft-p-min 0"
+fi
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
