@@ -61,18 +61,21 @@ pids+=($!)
 wait_healthy "http://127.0.0.1:$port"
 node bench/serve_load.mjs --url "http://127.0.0.1:$port" --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" \
   --label "retort serve ($THREADS threads)" | tee /tmp/retort-serve-bench.out
+# What the features did over the whole run (prefix-cache hits, draft acceptance).
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^retort_(prefix_cache|speculative)' || true
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 summary+=("$(grep '^JSON ' /tmp/retort-serve-bench.out | sed 's/^JSON //')")
 
 if [ -x "$LLAMA_SERVER" ]; then
   lport=18432
-  "$LLAMA_SERVER" -m "$gguf" --port $lport -t "$THREADS" -np $SLOTS -c $((SLOTS * CTX_PER_SLOT)) ${LLAMA_ARGS:-} \
+  "$LLAMA_SERVER" -m "$gguf" --port $lport -t "$THREADS" -np $SLOTS -c $((SLOTS * CTX_PER_SLOT)) --metrics ${LLAMA_ARGS:-} \
     > /tmp/llama-server-bench.log 2>&1 &
   pids+=($!)
   wait_healthy "http://127.0.0.1:$lport"
   # ignore_eos keeps llama-server from stopping early where retort would not (random weights).
   node bench/serve_load.mjs --url "http://127.0.0.1:$lport" --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" \
     --extra "${LLAMA_EXTRA:-{\"ignore_eos\": true\}}" --label "llama-server ($THREADS threads, $SLOTS slots)" | tee /tmp/llama-server-bench.out
+  curl -s "http://127.0.0.1:$lport/metrics" | grep -E '^llamacpp:(prompt_tokens_total|spec_decode_num_(draft|accepted)_tokens_total)' || true
   summary+=("$(grep '^JSON ' /tmp/llama-server-bench.out | sed 's/^JSON //')")
   node -e '
     const [ours, theirs] = process.argv.slice(1).map(JSON.parse);
