@@ -28,24 +28,24 @@ CTX_PER_SLOT=512
 LLAMA_SERVER=${LLAMA_SERVER:-}
 mkdir -p "$MODELS"
 
-dir=$MODELS/Qwen2.5-0.5B
+# random_bf16_gguf CONFIG_NAME SEED GGUF: a random-initialised checkpoint of configs/models/CONFIG_NAME.json
+# with the Qwen tokenizer, converted to a bf16 GGUF; both are kept in $MODELS and reused.
+random_bf16_gguf() {
+  local dir=$MODELS/$1
+  [ -f "$dir/config.json" ] ||
+    "$RETORT" init --config "configs/models/$1.json" --out "$dir" --seed "$2" --tokenizer .cache/tokenizers/qwen
+  [ -f "$3" ] || "$RETORT" convert "$dir" --out "$3" --type bf16
+}
+
 gguf=$MODELS/qwen2.5-0.5b-bf16.gguf
-if [ ! -f "$dir/config.json" ]; then
-  "$RETORT" init --config configs/models/Qwen2.5-0.5B.json --out "$dir" --seed 1 --tokenizer .cache/tokenizers/qwen
-fi
-[ -f "$gguf" ] || "$RETORT" convert "$dir" --out "$gguf" --type bf16
+random_bf16_gguf Qwen2.5-0.5B 1 "$gguf"
 if [ -n "${DRAFT_K:-}" ]; then
-  draft_dir=$MODELS/qwen2.5-tiny-draft
   draft=$MODELS/qwen2.5-tiny-draft-bf16.gguf
-  if [ ! -f "$draft_dir/config.json" ]; then
-    "$RETORT" init --config configs/models/qwen2.5-tiny-draft.json --out "$draft_dir" --seed 2 \
-      --tokenizer .cache/tokenizers/qwen
-  fi
-  [ -f "$draft" ] || "$RETORT" convert "$draft_dir" --out "$draft" --type bf16
+  random_bf16_gguf qwen2.5-tiny-draft 2 "$draft"
   RETORT_ARGS="${RETORT_ARGS:-} --draft $draft --draft-tokens $DRAFT_K"
   # --spec-draft-n-min 0 --spec-draft-p-min 0: llama-server proposes K tokens every step, as retort does
-  LLAMA_ARGS="${LLAMA_ARGS:-} -md $draft --spec-type draft-simple --spec-draft-n-max $DRAFT_K --spec-draft-n-min 0"
-  LLAMA_ARGS="$LLAMA_ARGS --spec-draft-p-min 0"
+  LLAMA_ARGS="${LLAMA_ARGS:-} -md $draft --spec-type draft-simple --spec-draft-n-max $DRAFT_K"
+  LLAMA_ARGS="$LLAMA_ARGS --spec-draft-n-min 0 --spec-draft-p-min 0"
 fi
 
 pids=()
