@@ -4,6 +4,8 @@
 //   bench_kernels [--benchmark_filter=...]    RETORT_THREADS=N sets the thread count (default 1)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <random>
 #include <span>
@@ -12,6 +14,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "tensor/quant_blocks.h"
+#include "util/huge_page_buffer.h"
 #include "util/thread_pool.h"
 
 namespace retort {
@@ -113,6 +116,90 @@ void QuantizedShapes(benchmark::internal::Benchmark* b) {
   b->Args({151936, 1536, 1, 3});  // the 1.5B's output matrix, Q6_K in the Q4_K_M recipe
 }
 BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One decode step's attention on the R1-Distill-Llama-8B shape (32 query heads, 8 KV heads of
+// 128) over `depth` cached positions; args: depth, kv type (0 f32, 1 f16, 2 int8), layers. With
+// one layer the cache stays in L3 (the kernel's arithmetic); with 32 each call reads the next
+// layer's cache, as a real decode step does, so it comes from memory. Bytes/s counts K and V.
+void BM_AttentionDecode(benchmark::State& state) {
+  const int64_t depth = state.range(0), layers = state.range(2);
+  const DType dtypes[] = {DType::F32, DType::F16, DType::I8};
+  const DType dtype = dtypes[state.range(1)];
+  const AttentionShape shape{32, 8, 128, 1.0f / std::sqrt(128.0f)};
+  const int64_t kv_dim = shape.num_kv_heads * shape.head_dim, block_size = 16;
+  const int64_t blocks = (depth + block_size - 1) / block_size;
+  const size_t layer_elements = static_cast<size_t>(blocks * block_size * kv_dim);
+  const size_t layer_bytes = layer_elements * dtype_size(dtype);
+  HugePageBuffer keys(layer_bytes * static_cast<size_t>(layers)), values(keys.size());  // as the KV cache is
+  std::vector<float> scales(static_cast<size_t>(blocks * block_size * shape.num_kv_heads * layers), 0.01f);
+  // Small finite values from a table indexed by a cheap hash: speed does not depend on them, and
+  // filling 512 MiB through the random engine and f32_to_f16 took longer than the runs.
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  std::vector<float> pool(4096);
+  for (float& x : pool) x = value(rng);
+  const size_t elements = layer_elements * static_cast<size_t>(layers);
+  auto fill = [&](uint8_t* bytes, uint32_t salt) {
+    for (size_t i = 0; i < elements; ++i) {
+      const float x = pool[((static_cast<uint32_t>(i) ^ salt) * 2654435761u) >> 20];
+      if (dtype == DType::F16) reinterpret_cast<uint16_t*>(bytes)[i] = f32_to_f16(x);
+      else if (dtype == DType::F32) reinterpret_cast<float*>(bytes)[i] = x;
+      else bytes[i] = static_cast<uint8_t>(static_cast<int8_t>(x * 127.0f));
+    }
+  };
+  fill(keys.data(), 0x1234u);
+  fill(values.data(), 0x9876u);
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) table[static_cast<size_t>(b)] = static_cast<int32_t>(b);
+  std::vector<float> q(static_cast<size_t>(shape.num_heads * shape.head_dim), 0.1f), out(q.size());
+  const AttentionQuery query{KvBlockTable{table.data(), blocks}, depth};
+  CpuBackend backend;
+  int64_t layer = 0;
+  for (auto _ : state) {
+    const size_t scale_offset = static_cast<size_t>(layer * blocks * block_size * shape.num_kv_heads);
+    KvCacheLayout cache{keys.data() + layer * layer_bytes, values.data() + layer * layer_bytes, block_size, kv_dim,
+                        dtype, shape.head_dim, nullptr, nullptr};
+    if (dtype == DType::I8) {
+      cache.key_scales = scales.data() + scale_offset;
+      cache.value_scales = scales.data() + scale_offset;
+    }
+    backend.attention(out.data(), q.data(), &query, 1, cache, shape);
+    benchmark::DoNotOptimize(out.data());
+    layer = (layer + 1) % layers;
+  }
+  state.SetLabel(backend.name() + " kv " + std::string(dtype_name(dtype)));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(2 * depth * kv_dim * dtype_size(dtype)));
+}
+BENCHMARK(BM_AttentionDecode)
+    ->ArgsProduct({{4096}, {1, 2}, {1, 32}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// The baseline for BM_AttentionDecode from memory: one sequential read of 16 MiB (a depth-4096
+// f16 layer's K and V) per call, cycling through 32 such layers in the same kind of buffer, split
+// over the threads in 512 KiB runs like attention's chunks. Bytes/s is what the attention could reach.
+void BM_ReadBandwidth(benchmark::State& state) {
+  constexpr size_t kLayerBytes = 16u << 20, kRunBytes = 512u << 10;
+  const auto layers = static_cast<size_t>(state.range(0));
+  HugePageBuffer buffer(kLayerBytes * layers);
+  auto* floats = reinterpret_cast<float*>(buffer.data());
+  std::fill(floats, floats + buffer.size() / sizeof(float), 1.0f);
+  const cpu::IsaKernels& kernels = cpu::active_kernels();
+  std::vector<float> sinks(kLayerBytes / kRunBytes);
+  size_t layer = 0;
+  for (auto _ : state) {
+    const float* base = floats + layer * kLayerBytes / sizeof(float);
+    thread_pool().parallel_for(sinks.size(), 1, [&](size_t begin, size_t end) {
+      for (size_t r = begin; r < end; ++r)
+        sinks[r] = kernels.dot(base + r * kRunBytes / sizeof(float), base + r * kRunBytes / sizeof(float),
+                               static_cast<int64_t>(kRunBytes / sizeof(float)));
+    });
+    benchmark::DoNotOptimize(sinks.data());
+    layer = (layer + 1) % layers;
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(kLayerBytes));
+}
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(32)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // The cost of one parallel loop over the pool's threads with almost no work in it: what every
 // kernel call of a decode step pays on top of its arithmetic (RETORT_THREADS sets the pool).

@@ -173,9 +173,9 @@ TEST_P(CpuKernels, SiluMulAndAddMatchReference) {
 // the values the cache holds (f16 keys and values are rounded when written, int8 ones quantized
 // per head row: the reference takes levels × scale, after checking each is the nearest level). Head sizes that take
 // the vector path (multiples of 8 and 16) and one that does not; groups of 1 to 7 query heads;
-// positions that end inside a block.
+// positions that end inside a block. The kernel's output goes to *kernel_out when asked for.
 void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                     int64_t block_size, int64_t length, uint32_t seed) {
+                     int64_t block_size, int64_t length, uint32_t seed, std::vector<float>* kernel_out = nullptr) {
   std::mt19937 rng(seed);
   const int64_t kv_dim = kv_heads * head_dim;
   const int64_t blocks_used = (length + block_size - 1) / block_size;
@@ -201,7 +201,7 @@ void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t 
           const float row_scale = (*scales)[slots[p] * kv_heads + h];
           for (int64_t d = 0; d < head_dim; ++d) {
             float& x = (*rows)[p * kv_dim + h * head_dim + d];
-            const float level = static_cast<float>(static_cast<int8_t>((*stored)[slots[p] * kv_dim + h * head_dim + d]));
+            const float level = static_cast<float>(static_cast<int8_t>((*stored)[cache.row_offset(slots[p], h) + d]));
             ASSERT_LE(std::fabs(level * row_scale - x), 0.5f * row_scale * 1.0001f) << "position " << p << " head " << h;
             x = level * row_scale;
           }
@@ -236,6 +236,7 @@ void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t 
             << length << " h " << h << " d " << d;
       }
     }
+  if (kernel_out != nullptr) *kernel_out = out;
 }
 
 TEST_P(CpuKernels, AttentionMatchesReferenceOverScatteredBlocks) {
@@ -246,6 +247,24 @@ TEST_P(CpuKernels, AttentionMatchesReferenceOverScatteredBlocks) {
     check_attention(backend, kv_type, 7, 1, 32, 16, 70, 23);   // an odd group: pairs and a single head
     check_attention(backend, kv_type, 8, 8, 64, 16, 5, 24);    // no grouping
     check_attention(backend, kv_type, 8, 2, 128, 16, 33, 25);  // R1-Llama's 4:1 and its head size
+  }
+}
+
+// Contexts long enough to be cut into several chunks (256 positions each) that are merged, the
+// last one short, at 1 and 3 threads: each matches f64, and the outputs are bitwise the same at
+// both thread counts (the chunks depend on the context alone, so batching cannot change a token).
+TEST_P(CpuKernels, LongAttentionMergesChunksTheSameAtAnyThreadCount) {
+  CpuBackend backend(*GetParam());
+  for (DType kv_type : {DType::F32, DType::F16, DType::I8}) {
+    std::vector<std::vector<float>> outputs;
+    for (int threads : {1, 3}) {
+      set_thread_count(threads);
+      check_attention(backend, kv_type, 8, 2, 128, 16, 700, 31, &outputs.emplace_back());
+      check_attention(backend, kv_type, 6, 3, 12, 7, 530, 32, &outputs.emplace_back());  // blocks not dividing a chunk
+    }
+    set_thread_count(default_thread_count());
+    EXPECT_EQ(outputs[0], outputs[2]) << dtype_name(kv_type);
+    EXPECT_EQ(outputs[1], outputs[3]) << dtype_name(kv_type);
   }
 }
 

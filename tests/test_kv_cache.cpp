@@ -69,12 +69,14 @@ TEST(KvCacheCopyPrefix, CopiesEveryLayerAcrossBlockBoundariesAndNothingElse) {
     const std::vector<float> after = snapshot(cache, config.num_layers);
     std::vector<float> expected = before;  // `to`'s first positions take `from`'s values, per layer
     const int64_t layer_floats = cache.total_blocks() * block * kv_dim;
+    const KvCacheLayout layout = cache.layer(0);  // where each head's row of a slot is
     for (int64_t l = 0; l < config.num_layers; ++l) {
       for (int64_t p = 0; p < positions; ++p) {
-        for (int64_t part = 0; part < 2; ++part) {  // keys, then values
+        for (int64_t part = 0; part < 2; ++part) {  // keys, then values, one KV head's row at a time
           const int64_t base = (2 * l + part) * layer_floats;
-          std::copy_n(before.begin() + base + cache.slot(from, p) * kv_dim, kv_dim,
-                      expected.begin() + base + cache.slot(to, p) * kv_dim);
+          for (int64_t h = 0; h < config.num_kv_heads; ++h)
+            std::copy_n(before.begin() + base + layout.row_offset(cache.slot(from, p), h), config.head_dim,
+                        expected.begin() + base + layout.row_offset(cache.slot(to, p), h));
         }
       }
     }
@@ -169,10 +171,12 @@ TEST(KvCacheCopyPrefix, Int8CacheCopiesRowsWithTheirScales) {
     const KvCacheLayout layout = cache.layer(l);
     for (int64_t p = 0; p < positions; ++p) {
       const int64_t source = cache.slot(from, p), target = cache.slot(to, p);
-      for (int64_t i = 0; i < kv_dim; ++i) {
-        EXPECT_EQ(static_cast<int8_t*>(layout.keys)[target * kv_dim + i], static_cast<int8_t*>(layout.keys)[source * kv_dim + i]);
-        EXPECT_EQ(static_cast<int8_t*>(layout.values)[target * kv_dim + i], static_cast<int8_t*>(layout.values)[source * kv_dim + i]);
-      }
+      for (int64_t h = 0; h < kv_heads; ++h)
+        for (int64_t d = 0; d < config.head_dim; ++d) {
+          const int64_t t = layout.row_offset(target, h) + d, s = layout.row_offset(source, h) + d;
+          EXPECT_EQ(static_cast<int8_t*>(layout.keys)[t], static_cast<int8_t*>(layout.keys)[s]);
+          EXPECT_EQ(static_cast<int8_t*>(layout.values)[t], static_cast<int8_t*>(layout.values)[s]);
+        }
       for (int64_t h = 0; h < kv_heads; ++h) {
         EXPECT_EQ(layout.key_scales[target * kv_heads + h], layout.key_scales[source * kv_heads + h]) << l << " " << p;
         EXPECT_EQ(layout.value_scales[target * kv_heads + h], layout.value_scales[source * kv_heads + h]) << l << " " << p;

@@ -43,10 +43,13 @@ struct AttentionQuery {
 // ("rotate half"); llama.cpp's llama files permute the q/k rows so that pairs are adjacent (2i, 2i+1).
 enum class RopeLayout { RotateHalf, Interleaved };
 
-// One layer's keys and values, [blocks × block_size × kv_dim] each, stored as F32, F16 (the
-// default of run/chat/serve: half the bytes that a long reasoning context streams every step) or
-// I8 (`--kv-type q8`: a quarter, each position's row of each KV head scaled by its own f32,
-// stored in key_scales / value_scales as [blocks × block_size × kv_dim / head_dim]).
+// One layer's keys and values, [blocks × kv_heads × block_size × head_dim] each: within a block
+// each KV head's rows are contiguous, because attention reads one KV head's rows at a time and
+// a position-major block made it read 256 of every 2,048 bytes, a pattern the hardware
+// prefetcher cannot follow. Stored as F32, F16 (the default of run/chat/serve: half the bytes that
+// a long reasoning context streams every step) or I8 (`--kv-type q8`: a quarter, each position's
+// row of each KV head scaled by its own f32, stored in key_scales / value_scales as
+// [blocks × block_size × kv_heads]).
 struct KvCacheLayout {
   void* keys = nullptr;
   void* values = nullptr;
@@ -56,6 +59,11 @@ struct KvCacheLayout {
   int64_t head_dim = 0;
   float* key_scales = nullptr;  // I8 only
   float* value_scales = nullptr;
+
+  // Element offset of KV head `kv_head`'s row for cache slot `slot` (block · block_size + position).
+  int64_t row_offset(int64_t slot, int64_t kv_head) const {
+    return (slot / block_size) * block_size * kv_dim + kv_head * block_size * head_dim + (slot % block_size) * head_dim;
+  }
 };
 
 struct AttentionShape {

@@ -195,9 +195,13 @@ void KvCache::copy_prefix(const KvSequence& from, KvSequence& to, int64_t positi
           "cannot copy {} positions of a sequence that holds {}", positions, from.length);
   require(blocks_needed(to, positions) == 0, ErrorKind::Internal,
           "KV cache space for the {} copied positions was not reserved", positions);
-  // Each buffer holds [layers × blocks × block_size] positions of a fixed number of bytes.
-  const auto copy_positions = [&](HugePageBuffer& buffer, size_t position_bytes) {
-    const size_t block_bytes = static_cast<size_t>(block_size_) * position_bytes;
+  // Each buffer holds [layers × blocks] blocks of `parts` runs of block_size positions (one run
+  // per KV head for keys and values, since each head's rows are contiguous in a block; one run of
+  // every head's scale per position for int8 scales). A partial last block copies the start of
+  // each run.
+  const auto copy_positions = [&](HugePageBuffer& buffer, int64_t parts, size_t position_bytes) {
+    const size_t run_bytes = static_cast<size_t>(block_size_) * position_bytes;
+    const size_t block_bytes = static_cast<size_t>(parts) * run_bytes;
     for (int64_t layer = 0; layer < num_layers_; ++layer) {
       const size_t layer_offset = static_cast<size_t>(layer * total_blocks_) * block_bytes;
       for (int64_t start = 0; start < positions; start += block_size_) {
@@ -205,17 +209,19 @@ void KvCache::copy_prefix(const KvSequence& from, KvSequence& to, int64_t positi
         const size_t source = layer_offset + static_cast<size_t>(from.blocks[b]) * block_bytes;
         const size_t target = layer_offset + static_cast<size_t>(to.blocks[b]) * block_bytes;
         const size_t bytes = static_cast<size_t>(std::min(block_size_, positions - start)) * position_bytes;
-        std::copy_n(buffer.data() + source, bytes, buffer.data() + target);
+        for (int64_t part = 0; part < parts; ++part) {
+          const size_t run = static_cast<size_t>(part) * run_bytes;
+          std::copy_n(buffer.data() + source + run, bytes, buffer.data() + target + run);
+        }
       }
     }
   };
-  const size_t row_bytes = static_cast<size_t>(kv_dim_) * element_bytes_;
-  copy_positions(keys_, row_bytes);
-  copy_positions(values_, row_bytes);
+  const int64_t kv_heads = kv_dim_ / head_dim_;
+  copy_positions(keys_, kv_heads, static_cast<size_t>(head_dim_) * element_bytes_);
+  copy_positions(values_, kv_heads, static_cast<size_t>(head_dim_) * element_bytes_);
   if (dtype_ == DType::I8) {
-    const size_t scale_bytes = static_cast<size_t>(kv_dim_ / head_dim_) * sizeof(float);
-    copy_positions(key_scales_, scale_bytes);
-    copy_positions(value_scales_, scale_bytes);
+    copy_positions(key_scales_, 1, static_cast<size_t>(kv_heads) * sizeof(float));
+    copy_positions(value_scales_, 1, static_cast<size_t>(kv_heads) * sizeof(float));
   }
   to.length = positions;
 }

@@ -266,14 +266,12 @@ void kv_write_int8(const KvCacheLayout& cache, const float* keys, const float* v
           ErrorKind::Internal, "an int8 KV cache needs its head size and scale arrays");
   const int64_t kv_heads = cache.kv_dim / cache.head_dim;
   for (int64_t t = 0; t < tokens; ++t) {
-    const auto slot = static_cast<size_t>(slots[t]);
-    auto* key_row = static_cast<int8_t*>(cache.keys) + slot * static_cast<size_t>(cache.kv_dim);
-    auto* value_row = static_cast<int8_t*>(cache.values) + slot * static_cast<size_t>(cache.kv_dim);
     for (int64_t h = 0; h < kv_heads; ++h) {
-      const int64_t offset = h * cache.head_dim;
-      const size_t scale_index = slot * static_cast<size_t>(kv_heads) + static_cast<size_t>(h);
-      quantize_kv_row(keys + t * cache.kv_dim + offset, cache.head_dim, key_row + offset, cache.key_scales[scale_index]);
-      quantize_kv_row(values + t * cache.kv_dim + offset, cache.head_dim, value_row + offset,
+      const auto row = static_cast<size_t>(cache.row_offset(slots[t], h));
+      const int64_t offset = t * cache.kv_dim + h * cache.head_dim;
+      const size_t scale_index = static_cast<size_t>(slots[t] * kv_heads + h);
+      quantize_kv_row(keys + offset, cache.head_dim, static_cast<int8_t*>(cache.keys) + row, cache.key_scales[scale_index]);
+      quantize_kv_row(values + offset, cache.head_dim, static_cast<int8_t*>(cache.values) + row,
                       cache.value_scales[scale_index]);
     }
   }
@@ -286,16 +284,24 @@ void CpuBackend::kv_write(const KvCacheLayout& cache, const float* keys, const f
   if (cache.dtype == DType::I8) return kv_write_int8(cache, keys, values, slots, tokens);
   require(cache.dtype == DType::F32 || cache.dtype == DType::F16, ErrorKind::Unsupported,
           "the KV cache holds {} values; kv_write writes f32, f16 or int8", dtype_name(cache.dtype));
-  const size_t row_bytes = static_cast<size_t>(cache.kv_dim) * dtype_size(cache.dtype);
+  require(cache.head_dim > 0 && cache.kv_dim % cache.head_dim == 0, ErrorKind::Internal,
+          "a KV cache needs its head size ({} does not divide {})", cache.head_dim, cache.kv_dim);
+  const size_t element = dtype_size(cache.dtype);
+  const int64_t kv_heads = cache.kv_dim / cache.head_dim;
   for (int64_t t = 0; t < tokens; ++t) {
-    auto* key_row = static_cast<uint8_t*>(cache.keys) + static_cast<size_t>(slots[t]) * row_bytes;
-    auto* value_row = static_cast<uint8_t*>(cache.values) + static_cast<size_t>(slots[t]) * row_bytes;
-    if (cache.dtype == DType::F16) {
-      kernels_.f32_to_f16(key_row, keys + t * cache.kv_dim, cache.kv_dim);
-      kernels_.f32_to_f16(value_row, values + t * cache.kv_dim, cache.kv_dim);
-    } else {
-      std::memcpy(key_row, keys + t * cache.kv_dim, row_bytes);
-      std::memcpy(value_row, values + t * cache.kv_dim, row_bytes);
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const size_t row = static_cast<size_t>(cache.row_offset(slots[t], h)) * element;
+      const float* key = keys + t * cache.kv_dim + h * cache.head_dim;
+      const float* value = values + t * cache.kv_dim + h * cache.head_dim;
+      auto* key_row = static_cast<uint8_t*>(cache.keys) + row;
+      auto* value_row = static_cast<uint8_t*>(cache.values) + row;
+      if (cache.dtype == DType::F16) {
+        kernels_.f32_to_f16(key_row, key, cache.head_dim);
+        kernels_.f32_to_f16(value_row, value, cache.head_dim);
+      } else {
+        std::memcpy(key_row, key, static_cast<size_t>(cache.head_dim) * element);
+        std::memcpy(value_row, value, static_cast<size_t>(cache.head_dim) * element);
+      }
     }
   }
 }
