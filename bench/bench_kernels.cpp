@@ -1,6 +1,8 @@
 // Micro-benchmarks of the CPU kernels on the shapes of DeepSeek-R1-Distill-Qwen-1.5B: matmul for
 // decode (1 token: bandwidth-bound, reported as bytes/s of weights) and prefill (128 tokens:
-// compute-bound, reported as FLOP/s), per weight type and instruction set.
+// compute-bound, reported as FLOP/s), per weight type and instruction set; one decode step's
+// attention on the 8B shape at depth 4096, from L3 and from memory, beside a plain sequential read
+// of the same bytes (BM_ReadBandwidth, the baseline it is judged by).
 //   bench_kernels [--benchmark_filter=...]    RETORT_THREADS=N sets the thread count (default 1)
 #include <benchmark/benchmark.h>
 
@@ -88,32 +90,43 @@ void BM_MatmulQuantized(benchmark::State& state) {
   const char* offset_env = std::getenv("RETORT_BENCH_WEIGHT_OFFSET");
   const size_t offset = offset_env ? static_cast<size_t>(std::atoi(offset_env)) : 0;
   const size_t weight_bytes = dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows);
-  std::vector<uint8_t> storage(weight_bytes + offset + 64);
+  // Args beyond the fourth: copies of the matrix used in turn, so that a matrix about the size of
+  // the L3 cannot be partly served from it (a decode step reads 4 GB of weights between two reads
+  // of one matrix).
+  const auto copies = static_cast<size_t>(state.range(4));
+  const size_t copy_bytes = (weight_bytes + offset + 63) / 64 * 64;
+  std::vector<uint8_t> storage(copy_bytes * copies + 64);
   const auto line_start = (reinterpret_cast<uintptr_t>(storage.data()) + 63) / 64 * 64;
-  std::span<uint8_t> packed(reinterpret_cast<uint8_t*>(line_start) + offset, weight_bytes);
-  quantize_rows(block_type_of(dtype), values.data(), packed.data(), rows, cols);
+  std::vector<WeightMatrix> matrices;
   CpuBackend backend;
-  WeightMatrix matrix{dtype, packed.data(), rows, cols};
-  backend.repack(matrix, packed.data());  // the layout a loaded model's weights are in
+  for (size_t copy = 0; copy < copies; ++copy) {
+    std::span<uint8_t> packed(reinterpret_cast<uint8_t*>(line_start) + copy * copy_bytes + offset, weight_bytes);
+    quantize_rows(block_type_of(dtype), values.data(), packed.data(), rows, cols);
+    matrices.push_back(WeightMatrix{dtype, packed.data(), rows, cols});
+    backend.repack(matrices.back(), packed.data());  // the layout a loaded model's weights are in
+  }
+  size_t next = 0;
   for (auto _ : state) {
-    backend.matmul(c.out.data(), c.in.data(), matrix, tokens);
+    backend.matmul(c.out.data(), c.in.data(), matrices[next], tokens);
     benchmark::DoNotOptimize(c.out.data());
+    next = (next + 1) % copies;
   }
   state.SetLabel(backend.name() + " " + std::string(dtype_name(dtype)));
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(packed.size()));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(weight_bytes));
 }
 
 void QuantizedShapes(benchmark::internal::Benchmark* b) {
   for (int64_t dtype : {0, 1, 2, 3})
     for (int64_t tokens : {1, 4}) {
-      b->Args({8960, 1536, tokens, dtype});
-      b->Args({1536, 8960, tokens, dtype});
+      b->Args({8960, 1536, tokens, dtype, 1});
+      b->Args({1536, 8960, tokens, dtype, 1});
     }
   // 512 x 1536 fits in L2 at every type: the kernel's arithmetic speed per byte, without memory.
-  for (int64_t dtype : {0, 1, 2, 3}) b->Args({512, 1536, 1, dtype});
-  // 28672 x 4096 (the 8B's gate and up together) is far larger than any L3: the kernel from memory.
-  for (int64_t dtype : {0, 1, 2, 3}) b->Args({28672, 4096, 1, dtype});
-  b->Args({151936, 1536, 1, 3});  // the 1.5B's output matrix, Q6_K in the Q4_K_M recipe
+  for (int64_t dtype : {0, 1, 2, 3}) b->Args({512, 1536, 1, dtype, 1});
+  // 28672 x 4096 (the 8B's gate and up together) in 4 copies, far larger than any L3: the kernel
+  // from memory, to set beside BM_ReadBandwidth/32.
+  for (int64_t dtype : {0, 1, 2, 3}) b->Args({28672, 4096, 1, dtype, 4});
+  b->Args({151936, 1536, 1, 3, 1});  // the 1.5B's output matrix, Q6_K in the Q4_K_M recipe
 }
 BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
