@@ -173,9 +173,11 @@ TEST_P(CpuKernels, SiluMulAndAddMatchReference) {
 // the values the cache holds (f16 keys and values are rounded when written, int8 ones quantized
 // per head row: the reference takes levels × scale, after checking each is the nearest level). Head sizes that take
 // the vector path (multiples of 8 and 16) and one that does not; groups of 1 to 7 query heads;
-// positions that end inside a block. The kernel's output goes to *kernel_out when asked for.
+// positions that end inside a block. The queries are those of the last `queries_count` positions,
+// as in a prefill. The kernel's output goes to *kernel_out when asked for.
 void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                     int64_t block_size, int64_t length, uint32_t seed, std::vector<float>* kernel_out = nullptr) {
+                     int64_t block_size, int64_t length, uint32_t seed, std::vector<float>* kernel_out = nullptr,
+                     int64_t queries_count = 3) {
   std::mt19937 rng(seed);
   const int64_t kv_dim = kv_heads * head_dim;
   const int64_t blocks_used = (length + block_size - 1) / block_size;
@@ -207,7 +209,6 @@ void check_attention(CpuBackend& backend, DType kv_type, int64_t heads, int64_t 
           }
         }
   }
-  const int64_t queries_count = 3;  // queries at the last three positions
   auto q = random_floats(static_cast<size_t>(queries_count * heads * head_dim), rng);
   std::vector<AttentionQuery> info;
   for (int64_t i = 0; i < queries_count; ++i)
@@ -266,6 +267,14 @@ TEST_P(CpuKernels, LongAttentionMergesChunksTheSameAtAnyThreadCount) {
     EXPECT_EQ(outputs[0], outputs[2]) << dtype_name(kv_type);
     EXPECT_EQ(outputs[1], outputs[3]) << dtype_name(kv_type);
   }
+}
+
+// A prefill of 200 queries that each see 3-4 chunks: more chunks than one pass holds, so the
+// queries are attended in groups.
+TEST_P(CpuKernels, LongPrefillAttentionInGroupsOfQueriesMatchesReference) {
+  CpuBackend backend(*GetParam());
+  for (DType kv_type : {DType::F32, DType::F16, DType::I8})
+    check_attention(backend, kv_type, 4, 2, 8, 16, 900, 33, nullptr, 200);
 }
 
 TEST_P(CpuKernels, EmbedConvertsRowsAndRejectsOutOfRangeIds) {

@@ -198,56 +198,64 @@ AttentionContext make_context(const cpu::IsaKernels& kernels, const KvCacheLayou
                           shape.num_kv_heads};
 }
 
-// The items of a call: each query's chunks; a query with fewer chunks than twice the threads also
-// has its KV heads cut into slices (which changes no arithmetic) so that short contexts still
-// spread over the threads. chunk_first[t] is the index of query t's first chunk.
-std::vector<AttentionItem> make_items(const AttentionContext& ctx, const AttentionQuery* queries, int64_t tokens,
-                                      std::vector<int64_t>& chunk_first) {
-  const int64_t block_size = ctx.cache.block_size;
-  const int64_t chunk = std::max<int64_t>(1, kChunkPositions / block_size) * block_size;
-  const int64_t wanted = 2 * static_cast<int64_t>(thread_pool().size());
+// Positions per chunk: kChunkPositions rounded to whole blocks.
+int64_t chunk_positions(const AttentionContext& ctx) {
+  return std::max<int64_t>(1, kChunkPositions / ctx.cache.block_size) * ctx.cache.block_size;
+}
+
+// The partials of at most this many chunks are held at once (8.5 MB for the 8B shape): a long
+// prefill at depth is attended a group of queries at a time instead of holding every query's
+// chunks (512 queries at depth 4096 would have been 150 MB).
+constexpr int64_t kMaxChunksPerPass = 512;
+
+// The buffers of one call, kept by the calling thread from call to call.
+struct AttentionBuffers {
   std::vector<AttentionItem> items;
-  chunk_first.assign(static_cast<size_t>(tokens) + 1, 0);
+  std::vector<int64_t> chunk_first;  // chunk_first[t]: the index of query t's first chunk
+  std::vector<float> partials;       // per chunk: the heads' maxima, then their weighted values
+  std::vector<double> totals;        // per chunk: the heads' totals
+};
+
+// The items of a pass: each query's chunks; a query with fewer chunks than twice the threads also
+// has its KV heads cut into slices (which changes no arithmetic) so that short contexts still
+// spread over the threads.
+void make_items(const AttentionContext& ctx, const AttentionQuery* queries, int64_t tokens, AttentionBuffers& buffers) {
+  const int64_t chunk = chunk_positions(ctx);
+  const int64_t wanted = 2 * static_cast<int64_t>(thread_pool().size());
+  buffers.items.clear();
+  buffers.chunk_first.assign(static_cast<size_t>(tokens) + 1, 0);
   for (int64_t t = 0; t < tokens; ++t) {
     const int64_t visible = queries[t].visible, chunks = (visible + chunk - 1) / chunk;
-    chunk_first[static_cast<size_t>(t) + 1] = chunk_first[static_cast<size_t>(t)] + chunks;
+    buffers.chunk_first[static_cast<size_t>(t) + 1] = buffers.chunk_first[static_cast<size_t>(t)] + chunks;
     const int64_t slices = std::clamp<int64_t>((wanted + chunks - 1) / chunks, 1, ctx.kv_heads);
     for (int64_t c = 0; c < chunks; ++c)
       for (int64_t s = 0; s < slices; ++s)
-        items.push_back({t, c, c * chunk, std::min(visible, (c + 1) * chunk), s * ctx.kv_heads / slices,
-                         (s + 1) * ctx.kv_heads / slices});
+        buffers.items.push_back({t, c, c * chunk, std::min(visible, (c + 1) * chunk), s * ctx.kv_heads / slices,
+                                 (s + 1) * ctx.kv_heads / slices});
   }
-  return items;
 }
 
-}  // namespace
-
-void CpuBackend::attention(float* out, const float* queries, const AttentionQuery* query_info, int64_t tokens,
-                           const KvCacheLayout& cache, const AttentionShape& shape) {
-  const AttentionContext ctx = make_context(kernels_, cache, shape);
+// Attention of `tokens` queries (out and queries start at the first one's rows): every item, then
+// each query's merge.
+void attend_queries(const AttentionContext& ctx, float* out, const float* queries, const AttentionQuery* query_info,
+                    int64_t tokens, AttentionBuffers& buffers) {
+  const AttentionShape& shape = ctx.shape;
   const int64_t q_stride = shape.num_heads * shape.head_dim;
-  // Per chunk: the heads' maxima and weighted values, one after the other, and their totals.
   const size_t partial_stride = static_cast<size_t>(shape.num_heads * (shape.head_dim + 1));
   const auto total_stride = static_cast<size_t>(shape.num_heads);
-  // Named through references: a lambda that named a thread_local itself would, on a worker, get
-  // the worker's own (empty) copy.
-  thread_local std::vector<int64_t> caller_chunk_first;
-  thread_local std::vector<float> caller_partials;
-  thread_local std::vector<double> caller_totals;
-  std::vector<int64_t>& chunk_first = caller_chunk_first;
-  std::vector<float>& partials = caller_partials;
-  std::vector<double>& totals = caller_totals;
-  const std::vector<AttentionItem> items = make_items(ctx, query_info, tokens, chunk_first);
-  partials.resize(static_cast<size_t>(chunk_first.back()) * partial_stride);
-  totals.resize(static_cast<size_t>(chunk_first.back()) * total_stride);
+  make_items(ctx, query_info, tokens, buffers);
+  const std::vector<int64_t>& chunk_first = buffers.chunk_first;
+  buffers.partials.resize(static_cast<size_t>(chunk_first.back()) * partial_stride);
+  buffers.totals.resize(static_cast<size_t>(chunk_first.back()) * total_stride);
   const auto chunk_partials = [&](int64_t chunk_index) {
-    float* base = partials.data() + static_cast<size_t>(chunk_index) * partial_stride;
-    return ChunkPartials{base, totals.data() + static_cast<size_t>(chunk_index) * total_stride, base + shape.num_heads};
+    float* base = buffers.partials.data() + static_cast<size_t>(chunk_index) * partial_stride;
+    return ChunkPartials{base, buffers.totals.data() + static_cast<size_t>(chunk_index) * total_stride,
+                         base + shape.num_heads};
   };
-  thread_pool().parallel_for(items.size(), 1, [&](size_t begin, size_t end) {
+  thread_pool().parallel_for(buffers.items.size(), 1, [&](size_t begin, size_t end) {
     thread_local std::vector<float> scores, scaled_weights;
     for (size_t i = begin; i < end; ++i) {
-      const AttentionItem& item = items[i];
+      const AttentionItem& item = buffers.items[i];
       attend_chunk(ctx, chunk_partials(chunk_first[static_cast<size_t>(item.token)] + item.chunk),
                    queries + item.token * q_stride, item, query_info[item.token].table, scores, scaled_weights);
     }
@@ -255,10 +263,28 @@ void CpuBackend::attention(float* out, const float* queries, const AttentionQuer
   thread_pool().parallel_for(static_cast<size_t>(tokens), 1, [&](size_t begin, size_t end) {
     for (size_t t = begin; t < end; ++t) {
       const int64_t first = chunk_first[t], chunks = chunk_first[t + 1] - first;
-      const ChunkPartials p = chunk_partials(first);
-      merge_chunks(ctx, out + static_cast<int64_t>(t) * q_stride, p, chunks, partial_stride, total_stride);
+      merge_chunks(ctx, out + static_cast<int64_t>(t) * q_stride, chunk_partials(first), chunks, partial_stride,
+                   total_stride);
     }
   });
+}
+
+}  // namespace
+
+void CpuBackend::attention(float* out, const float* queries, const AttentionQuery* query_info, int64_t tokens,
+                           const KvCacheLayout& cache, const AttentionShape& shape) {
+  const AttentionContext ctx = make_context(kernels_, cache, shape);
+  const int64_t q_stride = shape.num_heads * shape.head_dim, chunk = chunk_positions(ctx);
+  // Passed on by reference: a worker naming a thread_local would get its own, empty, copy.
+  thread_local AttentionBuffers caller_buffers;
+  AttentionBuffers& buffers = caller_buffers;
+  const auto chunks_of = [&](int64_t t) { return (query_info[t].visible + chunk - 1) / chunk; };
+  for (int64_t first = 0; first < tokens;) {
+    int64_t last = first + 1, chunks = chunks_of(first);
+    for (; last < tokens && chunks + chunks_of(last) <= kMaxChunksPerPass; ++last) chunks += chunks_of(last);
+    attend_queries(ctx, out + first * q_stride, queries + first * q_stride, query_info + first, last - first, buffers);
+    first = last;
+  }
 }
 
 }  // namespace retort
