@@ -108,7 +108,7 @@ class KvCache {
   int64_t total_blocks_;
   DType dtype_;
   size_t element_bytes_;
-  HugePageBuffer keys_;    // [layers × blocks × block_size × kv_dim] elements of dtype_
+  HugePageBuffer keys_;    // [layers × blocks × kv_heads × block_size × head_dim] elements of dtype_
   HugePageBuffer values_;  // same
   HugePageBuffer key_scales_;    // I8 only: [layers × blocks × block_size × kv_heads] f32
   HugePageBuffer value_scales_;  // same
