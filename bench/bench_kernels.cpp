@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <random>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -90,7 +89,7 @@ void BM_MatmulQuantized(benchmark::State& state) {
   const char* offset_env = std::getenv("RETORT_BENCH_WEIGHT_OFFSET");
   const size_t offset = offset_env ? static_cast<size_t>(std::atoi(offset_env)) : 0;
   const size_t weight_bytes = dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows);
-  // Args beyond the fourth: copies of the matrix used in turn, so that a matrix about the size of
+  // The fifth arg: copies of the matrix used in turn, so that a matrix about the size of
   // the L3 cannot be partly served from it (a decode step reads 4 GB of weights between two reads
   // of one matrix).
   const auto copies = static_cast<size_t>(state.range(4));
@@ -99,11 +98,12 @@ void BM_MatmulQuantized(benchmark::State& state) {
   const auto line_start = (reinterpret_cast<uintptr_t>(storage.data()) + 63) / 64 * 64;
   std::vector<WeightMatrix> matrices;
   CpuBackend backend;
+  const auto copy_at = [&](size_t copy) { return reinterpret_cast<uint8_t*>(line_start) + copy * copy_bytes + offset; };
+  quantize_rows(block_type_of(dtype), values.data(), copy_at(0), rows, cols);
+  for (size_t copy = 1; copy < copies; ++copy) std::copy_n(copy_at(0), weight_bytes, copy_at(copy));
   for (size_t copy = 0; copy < copies; ++copy) {
-    std::span<uint8_t> packed(reinterpret_cast<uint8_t*>(line_start) + copy * copy_bytes + offset, weight_bytes);
-    quantize_rows(block_type_of(dtype), values.data(), packed.data(), rows, cols);
-    matrices.push_back(WeightMatrix{dtype, packed.data(), rows, cols});
-    backend.repack(matrices.back(), packed.data());  // the layout a loaded model's weights are in
+    matrices.push_back(WeightMatrix{dtype, copy_at(copy), rows, cols});
+    backend.repack(matrices.back(), copy_at(copy));  // the layout a loaded model's weights are in
   }
   size_t next = 0;
   for (auto _ : state) {

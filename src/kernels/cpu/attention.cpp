@@ -38,7 +38,7 @@ struct AttentionContext {
   int64_t kv_heads;
 };
 
-// Positions per chunk, in blocks: long enough that merging costs nothing next to the chunk, short
+// Positions per chunk (rounded to whole blocks): long enough that merging costs nothing next to the chunk, short
 // enough that a decode step at a few thousand positions gives every thread several chunks and
 // that an item's scores (heads × chunk) stay in L2.
 constexpr int64_t kChunkPositions = 256;
@@ -157,26 +157,6 @@ void attend_chunk(const AttentionContext& ctx, const ChunkPartials& partials, co
   chunk_values(ctx, partials.weighted + first_head * ctx.shape.head_dim, scores.data(), item, table, scaled_weights);
 }
 
-// out[h] = Σ_c e^(m_c − M) · weighted_c[h] ÷ Σ_c e^(m_c − M) · total_c over a query's chunks
-// (M their maximum); `stride` floats (and `total_stride` totals) from one chunk's partials to the next.
-void merge_chunks(const AttentionContext& ctx, float* out, const ChunkPartials& first, int64_t chunks,
-                  size_t stride, size_t total_stride) {
-  const int64_t heads = ctx.shape.num_heads, head_dim = ctx.shape.head_dim;
-  for (int64_t h = 0; h < heads; ++h) {
-    float overall = first.max[h];
-    for (int64_t c = 1; c < chunks; ++c) overall = std::max(overall, first.max[h + c * stride]);
-    float* o = out + h * head_dim;
-    std::fill(o, o + head_dim, 0.0f);
-    double total = 0.0;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const auto offset = static_cast<size_t>(c) * stride;
-      const float weight = std::exp(first.max[h + offset] - overall);
-      total += static_cast<double>(weight) * first.total[h + static_cast<size_t>(c) * total_stride];
-      ctx.kernels.axpy(o, weight, first.weighted + offset + h * head_dim, head_dim);
-    }
-    ctx.kernels.scale(o, static_cast<float>(1.0 / total), head_dim);
-  }
-}
 
 AttentionContext make_context(const cpu::IsaKernels& kernels, const KvCacheLayout& cache, const AttentionShape& shape) {
   const DType type = cache.dtype;
@@ -203,6 +183,12 @@ int64_t chunk_positions(const AttentionContext& ctx) {
   return std::max<int64_t>(1, kChunkPositions / ctx.cache.block_size) * ctx.cache.block_size;
 }
 
+// How many chunks a query that sees `visible` positions is cut into.
+int64_t chunks_for(const AttentionContext& ctx, int64_t visible) {
+  const int64_t chunk = chunk_positions(ctx);
+  return (visible + chunk - 1) / chunk;
+}
+
 // The partials of at most this many chunks are held at once (8.5 MB for the 8B shape): a long
 // prefill at depth is attended a group of queries at a time instead of holding every query's
 // chunks (512 queries at depth 4096 would have been 150 MB).
@@ -214,7 +200,37 @@ struct AttentionBuffers {
   std::vector<int64_t> chunk_first;  // chunk_first[t]: the index of query t's first chunk
   std::vector<float> partials;       // per chunk: the heads' maxima, then their weighted values
   std::vector<double> totals;        // per chunk: the heads' totals
+
+  // Room for the partials of `chunks` chunks.
+  void reserve_partials(int64_t chunks, const AttentionShape& shape) {
+    partials.resize(static_cast<size_t>(chunks * shape.num_heads * (shape.head_dim + 1)));
+    totals.resize(static_cast<size_t>(chunks * shape.num_heads));
+  }
+  ChunkPartials partials_of(int64_t chunk, const AttentionShape& shape) {
+    float* base = partials.data() + chunk * shape.num_heads * (shape.head_dim + 1);
+    return ChunkPartials{base, totals.data() + chunk * shape.num_heads, base + shape.num_heads};
+  }
 };
+
+// out[h] = Σ_c e^(m_c − M) · weighted_c[h] ÷ Σ_c e^(m_c − M) · total_c over chunks
+// [first, first + chunks) of one query (M their maximum).
+void merge_chunks(const AttentionContext& ctx, float* out, AttentionBuffers& buffers, int64_t first, int64_t chunks) {
+  const int64_t heads = ctx.shape.num_heads, head_dim = ctx.shape.head_dim;
+  for (int64_t h = 0; h < heads; ++h) {
+    float overall = buffers.partials_of(first, ctx.shape).max[h];
+    for (int64_t c = 1; c < chunks; ++c) overall = std::max(overall, buffers.partials_of(first + c, ctx.shape).max[h]);
+    float* o = out + h * head_dim;
+    std::fill(o, o + head_dim, 0.0f);
+    double total = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const ChunkPartials chunk = buffers.partials_of(first + c, ctx.shape);
+      const float weight = std::exp(chunk.max[h] - overall);
+      total += static_cast<double>(weight) * chunk.total[h];
+      ctx.kernels.axpy(o, weight, chunk.weighted + h * head_dim, head_dim);
+    }
+    ctx.kernels.scale(o, static_cast<float>(1.0 / total), head_dim);
+  }
+}
 
 // The items of a pass: each query's chunks; a query with fewer chunks than twice the threads also
 // has its KV heads cut into slices (which changes no arithmetic) so that short contexts still
@@ -225,7 +241,7 @@ void make_items(const AttentionContext& ctx, const AttentionQuery* queries, int6
   buffers.items.clear();
   buffers.chunk_first.assign(static_cast<size_t>(tokens) + 1, 0);
   for (int64_t t = 0; t < tokens; ++t) {
-    const int64_t visible = queries[t].visible, chunks = (visible + chunk - 1) / chunk;
+    const int64_t visible = queries[t].visible, chunks = chunks_for(ctx, visible);
     buffers.chunk_first[static_cast<size_t>(t) + 1] = buffers.chunk_first[static_cast<size_t>(t)] + chunks;
     const int64_t slices = std::clamp<int64_t>((wanted + chunks - 1) / chunks, 1, ctx.kv_heads);
     for (int64_t c = 0; c < chunks; ++c)
@@ -239,33 +255,22 @@ void make_items(const AttentionContext& ctx, const AttentionQuery* queries, int6
 // each query's merge.
 void attend_queries(const AttentionContext& ctx, float* out, const float* queries, const AttentionQuery* query_info,
                     int64_t tokens, AttentionBuffers& buffers) {
-  const AttentionShape& shape = ctx.shape;
-  const int64_t q_stride = shape.num_heads * shape.head_dim;
-  const size_t partial_stride = static_cast<size_t>(shape.num_heads * (shape.head_dim + 1));
-  const auto total_stride = static_cast<size_t>(shape.num_heads);
+  const int64_t q_stride = ctx.shape.num_heads * ctx.shape.head_dim;
   make_items(ctx, query_info, tokens, buffers);
   const std::vector<int64_t>& chunk_first = buffers.chunk_first;
-  buffers.partials.resize(static_cast<size_t>(chunk_first.back()) * partial_stride);
-  buffers.totals.resize(static_cast<size_t>(chunk_first.back()) * total_stride);
-  const auto chunk_partials = [&](int64_t chunk_index) {
-    float* base = buffers.partials.data() + static_cast<size_t>(chunk_index) * partial_stride;
-    return ChunkPartials{base, buffers.totals.data() + static_cast<size_t>(chunk_index) * total_stride,
-                         base + shape.num_heads};
-  };
+  buffers.reserve_partials(chunk_first.back(), ctx.shape);
   thread_pool().parallel_for(buffers.items.size(), 1, [&](size_t begin, size_t end) {
     thread_local std::vector<float> scores, scaled_weights;
     for (size_t i = begin; i < end; ++i) {
       const AttentionItem& item = buffers.items[i];
-      attend_chunk(ctx, chunk_partials(chunk_first[static_cast<size_t>(item.token)] + item.chunk),
-                   queries + item.token * q_stride, item, query_info[item.token].table, scores, scaled_weights);
+      const ChunkPartials partials = buffers.partials_of(chunk_first[static_cast<size_t>(item.token)] + item.chunk, ctx.shape);
+      attend_chunk(ctx, partials, queries + item.token * q_stride, item, query_info[item.token].table, scores,
+                   scaled_weights);
     }
   });
   thread_pool().parallel_for(static_cast<size_t>(tokens), 1, [&](size_t begin, size_t end) {
-    for (size_t t = begin; t < end; ++t) {
-      const int64_t first = chunk_first[t], chunks = chunk_first[t + 1] - first;
-      merge_chunks(ctx, out + static_cast<int64_t>(t) * q_stride, chunk_partials(first), chunks, partial_stride,
-                   total_stride);
-    }
+    for (size_t t = begin; t < end; ++t)
+      merge_chunks(ctx, out + static_cast<int64_t>(t) * q_stride, buffers, chunk_first[t], chunk_first[t + 1] - chunk_first[t]);
   });
 }
 
@@ -274,11 +279,11 @@ void attend_queries(const AttentionContext& ctx, float* out, const float* querie
 void CpuBackend::attention(float* out, const float* queries, const AttentionQuery* query_info, int64_t tokens,
                            const KvCacheLayout& cache, const AttentionShape& shape) {
   const AttentionContext ctx = make_context(kernels_, cache, shape);
-  const int64_t q_stride = shape.num_heads * shape.head_dim, chunk = chunk_positions(ctx);
+  const int64_t q_stride = shape.num_heads * shape.head_dim;
   // Passed on by reference: a worker naming a thread_local would get its own, empty, copy.
   thread_local AttentionBuffers caller_buffers;
   AttentionBuffers& buffers = caller_buffers;
-  const auto chunks_of = [&](int64_t t) { return (query_info[t].visible + chunk - 1) / chunk; };
+  const auto chunks_of = [&](int64_t t) { return chunks_for(ctx, query_info[t].visible); };
   for (int64_t first = 0; first < tokens;) {
     int64_t last = first + 1, chunks = chunks_of(first);
     for (; last < tokens && chunks + chunks_of(last) <= kMaxChunksPerPass; ++last) chunks += chunks_of(last);

@@ -262,8 +262,7 @@ void quantize_kv_row(const float* row, int64_t head_dim, int8_t* levels, float& 
 
 void kv_write_int8(const KvCacheLayout& cache, const float* keys, const float* values, const int64_t* slots,
                    int64_t tokens) {
-  require(cache.head_dim > 0 && cache.kv_dim % cache.head_dim == 0 && cache.key_scales && cache.value_scales,
-          ErrorKind::Internal, "an int8 KV cache needs its head size and scale arrays");
+  require(cache.key_scales && cache.value_scales, ErrorKind::Internal, "an int8 KV cache needs its scale arrays");
   const int64_t kv_heads = cache.kv_dim / cache.head_dim;
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t h = 0; h < kv_heads; ++h) {
@@ -281,11 +280,11 @@ void kv_write_int8(const KvCacheLayout& cache, const float* keys, const float* v
 
 void CpuBackend::kv_write(const KvCacheLayout& cache, const float* keys, const float* values,
                           const int64_t* slots, int64_t tokens) {
+  require(cache.head_dim > 0 && cache.kv_dim % cache.head_dim == 0, ErrorKind::Internal,
+          "a KV cache needs its head size ({} does not divide {})", cache.head_dim, cache.kv_dim);
   if (cache.dtype == DType::I8) return kv_write_int8(cache, keys, values, slots, tokens);
   require(cache.dtype == DType::F32 || cache.dtype == DType::F16, ErrorKind::Unsupported,
           "the KV cache holds {} values; kv_write writes f32, f16 or int8", dtype_name(cache.dtype));
-  require(cache.head_dim > 0 && cache.kv_dim % cache.head_dim == 0, ErrorKind::Internal,
-          "a KV cache needs its head size ({} does not divide {})", cache.head_dim, cache.kv_dim);
   const size_t element = dtype_size(cache.dtype);
   const int64_t kv_heads = cache.kv_dim / cache.head_dim;
   for (int64_t t = 0; t < tokens; ++t) {
