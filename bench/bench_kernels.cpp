@@ -127,6 +127,14 @@ void QuantizedShapes(benchmark::internal::Benchmark* b) {
   // from memory, to set beside BM_ReadBandwidth/32.
   for (int64_t dtype : {0, 1, 2, 3}) b->Args({28672, 4096, 1, dtype, 4});
   b->Args({151936, 1536, 1, 3, 1});  // the 1.5B's output matrix, Q6_K in the Q4_K_M recipe
+  // The 1.5B's decode matrices from memory (enough copies that the L3 holds few of them): ffn_up,
+  // ffn_down, and q/k/v's 2048 rows, whose few microseconds a call show what a call costs besides
+  // its bytes. q8_0 and q4_0 side by side show how much of the probe each format's kernel reaches.
+  for (int64_t dtype : {0, 1}) {
+    b->Args({8960, 1536, 1, dtype, 32});
+    b->Args({1536, 8960, 1, dtype, 64});
+    b->Args({2048, 1536, 1, dtype, 32});
+  }
 }
 BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
