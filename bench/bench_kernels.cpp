@@ -93,8 +93,9 @@ void BM_MatmulQuantized(benchmark::State& state) {
   // the L3 cannot be partly served from it (a decode step reads 4 GB of weights between two reads
   // of one matrix).
   const auto copies = static_cast<size_t>(state.range(4));
+  // In huge pages, as a loaded model's weights are (MappedFile's private copy).
   const size_t copy_bytes = (weight_bytes + offset + 63) / 64 * 64;
-  std::vector<uint8_t> storage(copy_bytes * copies + 64);
+  HugePageBuffer storage(copy_bytes * copies + 64);
   const auto line_start = (reinterpret_cast<uintptr_t>(storage.data()) + 63) / 64 * 64;
   std::vector<WeightMatrix> matrices;
   CpuBackend backend;

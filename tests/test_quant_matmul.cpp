@@ -82,13 +82,17 @@ cpu::QuantMatmulFn interleaved_kernel_for(const IntegerDotKernels& set, BlockTyp
 // against f64 on the same dequantized weights and activations; rows before first_row untouched.
 // `interleaved` repacks the weights first (rows then in groups of 8 or 16), `line_offset` bytes
 // past a 64-byte line (the layout places d by the address).
+// `long_rows`: instead, rows whose groups pass kPairedGroupBytes, which one token reads in pairs.
 void check_against_f64(const IntegerDotKernels& set, bool interleaved, int64_t rows, int64_t first_row, uint32_t seed,
-                       size_t line_offset = 0) {
+                       size_t line_offset = 0, bool long_rows = false) {
   std::mt19937 rng(seed);
   for (BlockType type : {BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_K, BlockType::Q6_K}) {
     const cpu::QuantMatmulFn kernel = interleaved ? interleaved_kernel_for(set, type) : kernel_for(set, type);
-    for (int64_t blocks : {1, 3, 7}) {
-      for (int64_t tokens : {1, 2, 3, 4, 5, 7}) {
+    const int64_t paired_blocks = cpu::kPairedGroupBytes / (block_format(type).block_bytes * set.group_rows) + 2;
+    const std::vector<int64_t> block_counts = long_rows ? std::vector<int64_t>{paired_blocks} : std::vector<int64_t>{1, 3, 7};
+    const std::vector<int64_t> token_counts = long_rows ? std::vector<int64_t>{1, 2} : std::vector<int64_t>{1, 2, 3, 4, 5, 7};
+    for (int64_t blocks : block_counts) {
+      for (int64_t tokens : token_counts) {
         const int64_t cols = blocks * block_format(type).block_elements;
         auto w = quantize_weights(type, rows, cols, rng);
         std::vector<uint8_t> storage(w.packed.size() + 64 + line_offset);
@@ -138,6 +142,15 @@ TEST_P(IntegerDot, InterleavedMatchesF64OnDequantizedWeightsAndActivations) {
     check_against_f64(*GetParam(), true, 40, 16, 77, line_offset);
     check_against_f64(*GetParam(), true, 56, 0, 78, line_offset);
     if (GetParam()->group_rows == 8) check_against_f64(*GetParam(), true, 16, 8, 79, line_offset);
+  }
+}
+
+// Rows long enough that one token's kernel reads the groups in pairs: 88 rows from the 16th (pairs,
+// then a lone group, and for 16-row groups 8 rows left over), 56 from the first.
+TEST_P(IntegerDot, InterleavedLongRowsMatchF64) {
+  for (size_t line_offset : {0, 32}) {
+    check_against_f64(*GetParam(), true, 88, 16, 80, line_offset, true);
+    check_against_f64(*GetParam(), true, 56, 0, 81, line_offset, true);
   }
 }
 

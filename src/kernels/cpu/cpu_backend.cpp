@@ -53,12 +53,14 @@ cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, con
 }
 
 // Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
-// Interleaved matrices are cut in multiples of 16 rows (the 512-bit kernels' groups),
+// Interleaved matrices are cut in multiples of 16 rows (the 512-bit kernels' groups), and of 32
+// where a group is long enough that one token reads its groups in pairs (kPairedGroupBytes),
 // bf16 ones in the 8 rows of its decode tile (cut in 4s, a 1.5B decode ran a fifth of its bf16
 // rows, and all of ffn_down's, through the one-row tail tile: 0.83x llama.cpp at 2 threads).
 size_t row_grain(const WeightMatrix& w) {
   size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
-  const size_t multiple = w.layout == WeightLayout::Interleaved ? 16 : w.dtype == DType::BF16 ? 8 : 4;
+  const bool paired = static_cast<int64_t>(16 * row_bytes) > cpu::kPairedGroupBytes;
+  const size_t multiple = w.layout == WeightLayout::Interleaved ? (paired ? 32 : 16) : w.dtype == DType::BF16 ? 8 : 4;
   return std::max<size_t>(multiple, (64 * 1024) / std::max<size_t>(row_bytes, 1)) / multiple * multiple;
 }
 

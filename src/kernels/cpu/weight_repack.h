@@ -25,6 +25,11 @@
 
 namespace retort::cpu {
 
+// A group of rows longer than this (its blocks for the whole row) is read by one token's kernel in
+// pairs of groups, block by block, so that each activation block is read once for both: a group
+// of this size or more pushes the activations, read again by the next group, out of a 48 KiB L1.
+constexpr int64_t kPairedGroupBytes = 32 * 1024;
+
 // Whether the interleaved block of `group_rows` rows at `block` stores d before its quants.
 inline bool interleaved_d_leads(const void* block, int64_t group_rows) {
   return reinterpret_cast<uintptr_t>(block) % static_cast<uintptr_t>(4 * group_rows) != 0;
