@@ -54,7 +54,7 @@ cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, con
 
 // Rows per parallel chunk: enough work per chunk to amortise the hand-off, ~64 KiB of weights.
 // Interleaved matrices are cut in multiples of 16 rows (the 512-bit kernels' groups), and of 32
-// where a group is long enough that one token reads its groups in pairs (kPairedGroupBytes),
+// where a 16-row group is long enough that one token reads groups in pairs (kPairedGroupBytes),
 // bf16 ones in the 8 rows of its decode tile (cut in 4s, a 1.5B decode ran a fifth of its bf16
 // rows, and all of ffn_down's, through the one-row tail tile: 0.83x llama.cpp at 2 threads).
 size_t row_grain(const WeightMatrix& w) {
