@@ -59,7 +59,7 @@ cpu::QuantMatmulFn integer_kernel_for(const cpu::IntegerDotKernels* kernels, con
 // rows, and all of ffn_down's, through the one-row tail tile: 0.83x llama.cpp at 2 threads).
 size_t row_grain(const WeightMatrix& w) {
   size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
-  const bool paired = static_cast<int64_t>(16 * row_bytes) > cpu::kPairedGroupBytes;
+  const bool paired = cpu::reads_groups_in_pairs(static_cast<int64_t>(row_bytes), 16);
   const size_t multiple = w.layout == WeightLayout::Interleaved ? (paired ? 32 : 16) : w.dtype == DType::BF16 ? 8 : 4;
   return std::max<size_t>(multiple, (64 * 1024) / std::max<size_t>(row_bytes, 1)) / multiple * multiple;
 }

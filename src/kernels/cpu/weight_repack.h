@@ -29,6 +29,9 @@ namespace retort::cpu {
 // pairs of groups, block by block, so that each activation block is read once for both: a group
 // of this size or more pushes the activations, read again by the next group, out of a 48 KiB L1.
 constexpr int64_t kPairedGroupBytes = 32 * 1024;
+inline bool reads_groups_in_pairs(int64_t row_bytes, int64_t group_rows) {
+  return row_bytes * group_rows > kPairedGroupBytes;
+}
 
 // Whether the interleaved block of `group_rows` rows at `block` stores d before its quants.
 inline bool interleaved_d_leads(const void* block, int64_t group_rows) {
