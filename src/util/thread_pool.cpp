@@ -37,18 +37,15 @@ bool spin_until(Ready ready) {
 }
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
-  int workers = std::max(threads, 1) - 1;
+ThreadPool::ThreadPool(int threads) : progress_(static_cast<size_t>(std::max(threads, 1) - 1)) {
+  const size_t workers = progress_.size();
   try {
-    for (int i = 0; i < workers; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    for (size_t i = 0; i < workers; ++i) workers_.emplace_back([this, i] { worker_loop(static_cast<int>(i)); });
   } catch (const std::system_error& error) {
     // The destructor does not run for a constructor that throws, and a joinable std::thread
     // destroyed unjoined would terminate the process: stop the workers that did start.
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
+    stopping_.store(true);
+    wake_sleeping_workers();
     const size_t started = workers_.size();
     for (auto& worker : workers_) worker.join();
     workers_.clear();
@@ -60,48 +57,60 @@ ThreadPool::ThreadPool(int threads) {
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
+  stopping_.store(true);
+  wake_sleeping_workers();
   for (auto& worker : workers_) worker.join();
 }
 
-// Guided self-scheduling: each grab takes a share of what is left (at least `grain_`), so the first
-// chunks are long and contiguous and the last ones short, and no thread waits at the end of a loop
-// for more than one short chunk of another's.
+// Taking the mutex first means a worker that counted itself sleeping is inside wait() by now, so
+// the notification cannot fall between its last look at the job and its sleep.
+void ThreadPool::wake_sleeping_workers() {
+  { std::lock_guard lock(mutex_); }
+  wake_.notify_all();
+}
+
+bool ThreadPool::all_finished(uint64_t generation) const {
+  for (const WorkerProgress& p : progress_)
+    if (p.finished.load() != generation) return false;
+  return true;
+}
+
+// Guided self-scheduling: each grab takes a share of what is left (at least the grain), so the
+// first chunks are long and contiguous and the last ones short, and no thread waits at the end of
+// a loop for more than one short chunk of another's.
 void ThreadPool::run_chunks() {
   in_parallel_region = true;
+  const size_t count = job_.count, grain = job_.grain;
+  const auto& body = *job_.body;
   const size_t divisor = 2 * static_cast<size_t>(size());
   size_t begin = next_.load(std::memory_order_relaxed);
-  while (begin < count_) {
-    const size_t remaining = count_ - begin;
-    const size_t take = std::min(remaining, std::max(grain_, remaining / divisor));
+  while (begin < count) {
+    const size_t remaining = count - begin;
+    const size_t take = std::min(remaining, std::max(grain, remaining / divisor));
     if (!next_.compare_exchange_weak(begin, begin + take, std::memory_order_relaxed)) continue;  // begin reloaded
-    (*body_)(begin, begin + take);
+    body(begin, begin + take);
     begin = next_.load(std::memory_order_relaxed);
   }
   in_parallel_region = false;
 }
 
-void ThreadPool::worker_loop(int /*index*/) {
-  uint64_t seen_generation = 0;
-  auto has_work = [&] { return generation_.load(std::memory_order_acquire) != seen_generation; };
+void ThreadPool::worker_loop(int index) {
+  uint64_t seen = 0;
+  auto has_work = [&] { return job_.generation.load() != seen || stopping_.load(); };
   for (;;) {
     if (!spin_until(has_work)) {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || has_work(); });
+      sleeping_workers_.fetch_add(1);
+      wake_.wait(lock, has_work);
+      sleeping_workers_.fetch_sub(1);
     }
-    {
-      std::lock_guard lock(mutex_);  // the loop's fields were written under it
-      if (stopping_) return;
-      seen_generation = generation_.load(std::memory_order_acquire);
-    }
+    if (stopping_.load()) return;
+    seen = job_.generation.load();
     run_chunks();
-    if (busy_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard lock(mutex_);
-      done_.notify_one();
+    progress_[static_cast<size_t>(index)].finished.store(seen);
+    if (caller_sleeping_.load()) {
+      { std::lock_guard lock(mutex_); }
+      done_.notify_all();
     }
   }
 }
@@ -115,24 +124,21 @@ void ThreadPool::parallel_for(size_t count, size_t grain,
     return;
   }
   std::lock_guard dispatch(dispatch_mutex_);
-  {
-    std::lock_guard lock(mutex_);
-    body_ = &body;
-    count_ = count;
-    grain_ = grain;
-    next_.store(0, std::memory_order_relaxed);
-    busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  wake_.notify_all();
+  job_.body = &body;
+  job_.count = count;
+  job_.grain = grain;
+  next_.store(0, std::memory_order_relaxed);
+  const uint64_t generation = job_.generation.load(std::memory_order_relaxed) + 1;
+  job_.generation.store(generation);  // publishes the fields above and next_'s reset
+  if (sleeping_workers_.load() > 0) wake_sleeping_workers();
   run_chunks();
-  auto all_done = [&] { return busy_workers_.load(std::memory_order_acquire) == 0; };
-  if (!spin_until(all_done)) {
+  auto done = [&] { return all_finished(generation); };
+  if (!spin_until(done)) {
     std::unique_lock lock(mutex_);
-    done_.wait(lock, all_done);
+    caller_sleeping_.store(true);
+    done_.wait(lock, done);
+    caller_sleeping_.store(false);
   }
-  std::lock_guard lock(mutex_);
-  body_ = nullptr;
 }
 
 namespace {

@@ -33,21 +33,39 @@ class ThreadPool {
  private:
   void worker_loop(int index);
   void run_chunks();
+  void wake_sleeping_workers();
+  bool all_finished(uint64_t generation) const;
+
+  // What a loop's workers read, in one cache line: a cache line moves between this VM's two cores
+  // in ~225 ns, so a loop that costs more transfers than it must pays for each (the pool with a
+  // mutex, a shared busy count and a condition variable took 2.9 µs an empty loop here).
+  struct alignas(64) Job {
+    std::atomic<uint64_t> generation{0};
+    const std::function<void(size_t, size_t)>* body = nullptr;  // written before generation, read after
+    size_t count = 0;
+    size_t grain = 1;
+  };
+  // The last generation a worker finished, one cache line each, polled by the loop's caller.
+  struct alignas(64) WorkerProgress {
+    std::atomic<uint64_t> finished{0};
+  };
 
   std::vector<std::thread> workers_;
-  // One loop at a time: the loop's fields below are shared, and `retort serve` with several models
-  // has one engine thread per model calling parallel_for at once. The others wait their turn.
+  // One loop at a time: the job's fields are shared, and `retort serve` with several models has
+  // one engine thread per model calling parallel_for at once. The others wait their turn.
   std::mutex dispatch_mutex_;
+  Job job_;
+  alignas(64) std::atomic<size_t> next_{0};  // the first index no thread has taken yet
+  std::vector<WorkerProgress> progress_;
+  // Threads that stopped polling and sleep: workers waiting for a job, a caller for its workers.
+  // Each side checks the other's count after publishing its own change (sequentially consistent),
+  // so a sleeper is always woken and nobody takes the mutex while everyone polls.
+  alignas(64) std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  const std::function<void(size_t, size_t)>* body_ = nullptr;
-  size_t count_ = 0;
-  size_t grain_ = 1;
-  std::atomic<size_t> next_{0};  // the first index no thread has taken yet
-  std::atomic<int> busy_workers_{0};
-  std::atomic<uint64_t> generation_{0};
-  bool stopping_ = false;
 };
 
 // The process-wide pool the kernels use; sized by set_thread_count (default: hardware threads).
