@@ -7,6 +7,8 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -138,6 +140,76 @@ void QuantizedShapes(benchmark::internal::Benchmark* b) {
   }
 }
 BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One decode step's matmuls on the 1.5B shape, layer after layer, each layer's weights its own
+// (28 layers, 0.7 GB at q4_0): q/k/v together, the output projection, gate/up together, down, in a
+// model's order. A matrix read alone in a loop can be partly served from the caches and pays its
+// thread hand-off back to back; here each call meets the cache state a real step leaves it.
+// Counters give µs a call per matrix set; bytes/s counts all weights. Arg: dtype (0 q8_0, 1 q4_0).
+void BM_DecodeStepMatmuls(benchmark::State& state) {
+  constexpr int64_t kLayers = 28, kDim = 1536, kKv = 256, kFfn = 8960;
+  const DType dtype = state.range(0) == 0 ? DType::Q8_0 : DType::Q4_0;
+  struct Shape { int64_t rows, cols; };
+  const Shape shapes[] = {{kDim, kDim}, {kKv, kDim}, {kKv, kDim}, {kDim, kDim}, {kFfn, kDim}, {kFfn, kDim}, {kDim, kFfn}};
+  size_t layer_bytes = 0;
+  for (const Shape& s : shapes) layer_bytes += (dtype_row_bytes(dtype, s.cols) * s.rows + 63) / 64 * 64;
+  HugePageBuffer storage(layer_bytes * kLayers);
+  CpuBackend backend;
+  std::vector<std::array<WeightMatrix, 7>> layers(kLayers);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  size_t offset = 0;
+  for (size_t m = 0; m < 7; ++m) {
+    const Shape s = shapes[m];
+    std::vector<float> values(static_cast<size_t>(s.rows * s.cols));
+    for (float& v : values) v = dist(rng);
+    const size_t bytes = dtype_row_bytes(dtype, s.cols) * s.rows;
+    for (int64_t l = 0; l < kLayers; ++l) {
+      uint8_t* at = storage.data() + static_cast<size_t>(l) * layer_bytes + offset;
+      if (l == 0) quantize_rows(block_type_of(dtype), values.data(), at, s.rows, s.cols);
+      else std::copy_n(storage.data() + offset, bytes, at);  // layer 0's bytes, still in Rows layout
+    }
+    offset += (bytes + 63) / 64 * 64;
+  }
+  for (int64_t l = 0; l < kLayers; ++l) {
+    offset = 0;
+    for (size_t m = 0; m < 7; ++m) {
+      uint8_t* at = storage.data() + static_cast<size_t>(l) * layer_bytes + offset;
+      layers[l][m] = WeightMatrix{dtype, at, shapes[m].rows, shapes[m].cols};
+      backend.repack(layers[l][m], at);
+      offset += (dtype_row_bytes(dtype, shapes[m].cols) * shapes[m].rows + 63) / 64 * 64;
+    }
+  }
+  std::vector<float> x(kFfn, 0.01f), q(kDim), k(kKv), v(kKv), o(kDim), gate(kFfn), up(kFfn), down(kDim);
+  double seconds[4] = {};
+  for (auto _ : state) {
+    for (const auto& w : layers) {
+      auto start = std::chrono::steady_clock::now();
+      auto lap = [&](int op) {
+        const auto now = std::chrono::steady_clock::now();
+        seconds[op] += std::chrono::duration<double>(now - start).count();
+        start = now;
+      };
+      const MatmulTarget qkv[] = {{q.data(), w[0]}, {k.data(), w[1]}, {v.data(), w[2]}};
+      backend.matmuls(x.data(), 1, qkv);
+      lap(0);
+      backend.matmul(o.data(), q.data(), w[3], 1);
+      lap(1);
+      const MatmulTarget gate_up[] = {{gate.data(), w[4]}, {up.data(), w[5]}};
+      backend.matmuls(o.data(), 1, gate_up);
+      lap(2);
+      backend.matmul(down.data(), gate.data(), w[6], 1);
+      lap(3);
+    }
+    benchmark::DoNotOptimize(down.data());
+  }
+  const double calls = static_cast<double>(state.iterations()) * kLayers;
+  const char* names[] = {"qkv_us", "wo_us", "gate_up_us", "down_us"};
+  for (int op = 0; op < 4; ++op) state.counters[names[op]] = seconds[op] * 1e6 / calls;
+  state.SetLabel(backend.name() + " " + std::string(dtype_name(dtype)));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(layer_bytes * kLayers));
+}
+BENCHMARK(BM_DecodeStepMatmuls)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // One decode step's attention on the R1-Distill-Llama-8B shape (32 query heads, 8 KV heads of
 // 128) over `depth` cached positions; args: depth, kv type (0 f32, 1 f16, 2 int8), layers. With
