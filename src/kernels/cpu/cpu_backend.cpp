@@ -107,7 +107,7 @@ bool CpuBackend::repack(WeightMatrix& w, void* bytes) {
   if (integer_kernels_ == nullptr || w.layout != WeightLayout::Rows || !cpu::has_interleaved_form(w.dtype, w.rows))
     return false;
   require(bytes == w.data, ErrorKind::Internal, "repack needs the matrix's own bytes");
-  cpu::repack_interleaved(w.dtype, static_cast<uint8_t*>(bytes), w.rows, w.cols, integer_kernels_->group_rows);
+  cpu::repack_interleaved(w.dtype, static_cast<uint8_t*>(bytes), w.rows, w.cols, integer_kernels_->interleaved_form());
   w.layout = WeightLayout::Interleaved;
   return true;
 }

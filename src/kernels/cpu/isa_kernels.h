@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/quantized_activations.h"
+#include "kernels/cpu/weight_repack.h"
 
 namespace retort::cpu {
 
@@ -61,12 +62,16 @@ struct IntegerDotKernels {
   QuantMatmulFn matmul_q4_k;
   QuantMatmulFn matmul_q6_k;
   // The same for weights in the Interleaved layout (weight_repack.h) with groups of group_rows
-  // (8 or 16); row ranges start at a multiple of group_rows.
+  // (8 or 16), Q8_0 quants stored plus 128 where unsigned_q8_0; row ranges start at a multiple of
+  // group_rows.
   int64_t group_rows;
+  bool unsigned_q8_0;
   QuantMatmulFn matmul_q8_0_x8;
   QuantMatmulFn matmul_q4_0_x8;
   QuantMatmulFn matmul_q4_k_x8;
   QuantMatmulFn matmul_q6_k_x8;
+
+  InterleavedForm interleaved_form() const { return {group_rows, unsigned_q8_0}; }
 };
 
 // bf16 weights (the file's rows) against activations rounded to bf16 once per input, products

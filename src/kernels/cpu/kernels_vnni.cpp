@@ -15,6 +15,7 @@ namespace {
 
 struct VnniIntegerDot {
   static constexpr int kTileRows = 4;  // 4 rows × 4 tokens of accumulators, of 32 registers
+  static constexpr bool kUnsignedQ8_0 = true;  // dpbusd sums in int32
   static __m256i dot(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
   static __m256i nibble_dot(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
   static __m256i nibble_total(__m256i acc) { return acc; }
@@ -28,6 +29,7 @@ struct Lanes16Vnni {
   using ivec = __m512i;
   using fvec = __m512;
   static constexpr int64_t kRows = 16;
+  static constexpr bool kUnsignedQ8_0 = true;
   static __m128i load_16_bytes(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static ivec quants(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static fvec halves(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
@@ -42,9 +44,6 @@ struct Lanes16Vnni {
   static ivec dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static ivec nibble_dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static ivec nibble_total(ivec acc) { return acc; }
-  static ivec abs8(ivec w) { return _mm512_abs_epi8(w); }
-  // a with w's sign: AVX-512 has no vpsignb, so negate where w < 0 (where w = 0, |w| = 0 anyway).
-  static ivec sign8(ivec a, ivec w) { return _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), _mm512_setzero_si512(), a); }
   static ivec izero() { return _mm512_setzero_si512(); }
   static ivec bytes(char c) { return _mm512_set1_epi8(c); }
   static ivec int32s(int32_t v) { return _mm512_set1_epi32(v); }

@@ -15,7 +15,8 @@
 // bytes in most formats, and GGUF aligns tensors to 32 bytes only) stores d, its first field,
 // before the quants (interleaved_d_leads); any other block right after them. A matrix is thus
 // read where it was repacked. Per format (sizes for R rows; d's place as said):
-//   Q8_0 (R × 34 bytes):  d (f16) | qs[32] (quant)
+//   Q8_0 (R × 34 bytes):  d (f16) | qs[32] (quant; plus 128, as unsigned bytes, for kernels whose
+//                         dot takes one unsigned side: InterleavedForm::unsigned_q8_0)
 //   Q4_0 (R × 18):        d | qs[16] (quant: chunk c's low nibbles are columns 4c.., high 16 + 4c..)
 //   Q4_K (R × 144):       d | qs[128] (quant) | dmin | scales[12] (bytes)
 //   Q6_K (R × 210):       d | ql[128] (quant) | qh[64] (quant) | scales[16] (bytes)
@@ -38,11 +39,21 @@ inline bool interleaved_d_leads(const void* block, int64_t group_rows) {
   return reinterpret_cast<uintptr_t>(block) % static_cast<uintptr_t>(4 * group_rows) != 0;
 }
 
+// How a kernel set reads the layout: groups of group_rows rows (8, or 16 for 512-bit kernels), and
+// whether Q8_0 quants are stored plus 128. With them unsigned, dpbusd takes the weights as they are
+// and the 128 comes off through the activation block's Σa once per block, as Q4_0's 8 does; signed,
+// each 64 weight bytes cost an abs, a sign mask and a masked negate besides the dot (maddubs, whose
+// int16 pair sums would saturate on 255 · 127 · 2, needs that form).
+struct InterleavedForm {
+  int64_t group_rows;
+  bool unsigned_q8_0;
+};
+
 // True when `dtype` with `rows` rows has an Interleaved form (the four types above, rows a
 // multiple of 8).
 bool has_interleaved_form(DType dtype, int64_t rows);
-// Rewrites rows × cols of `dtype` (as the file stores them) into the Interleaved layout with
-// groups of `group_rows` (8 or 16: IntegerDotKernels::group_rows, what its kernels read), in place.
-void repack_interleaved(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols, int64_t group_rows);
+// Rewrites rows × cols of `dtype` (as the file stores them) into the Interleaved layout in the form
+// a kernel set reads (IntegerDotKernels::interleaved_form), in place.
+void repack_interleaved(DType dtype, uint8_t* bytes, int64_t rows, int64_t cols, InterleavedForm form);
 
 }  // namespace retort::cpu
