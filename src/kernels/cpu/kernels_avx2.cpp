@@ -54,7 +54,7 @@ struct Avx2 {
 
 struct Avx2IntegerDot {
   static constexpr int kTileRows = 2;  // 2 rows × 4 tokens of accumulators, of 16 registers
-  static constexpr bool kUnsignedQ8_0 = false;  // 255 · 127 · 2 would saturate maddubs's int16 sums
+  static constexpr bool kWholeBytes = false;  // 255 · 127 · 2 would saturate maddubs's int16 pair sums
   // u8·s8 pairs summed to int16 (no saturation: the activations stay within ±127 and the weights
   // are either |q8| ≤ 128 or 4-bit), then pairs of int16 to int32.
   static __m256i dot(__m256i acc, __m256i u, __m256i s) {

@@ -15,7 +15,7 @@ namespace {
 
 struct VnniIntegerDot {
   static constexpr int kTileRows = 4;  // 4 rows × 4 tokens of accumulators, of 32 registers
-  static constexpr bool kUnsignedQ8_0 = true;  // dpbusd sums in int32
+  static constexpr bool kWholeBytes = true;  // dpbusd takes unsigned bytes up to 255, sums in int32
   static __m256i dot(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
   static __m256i nibble_dot(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
   static __m256i nibble_total(__m256i acc) { return acc; }
@@ -29,7 +29,7 @@ struct Lanes16Vnni {
   using ivec = __m512i;
   using fvec = __m512;
   static constexpr int64_t kRows = 16;
-  static constexpr bool kUnsignedQ8_0 = true;
+  static constexpr bool kWholeBytes = true;
   static __m128i load_16_bytes(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static ivec quants(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static fvec halves(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
@@ -44,12 +44,21 @@ struct Lanes16Vnni {
   static ivec dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static ivec nibble_dot(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
   static ivec nibble_total(ivec acc) { return acc; }
+  // dot with 4 activation bytes broadcast from memory inside the instruction ({1to16}): one
+  // instruction where a separate vpbroadcastd took two, which GCC does not fold for vpdpbusd.
+  static ivec dot_broadcast(ivec acc, ivec u, const int8_t* p) {
+    asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*reinterpret_cast<const int32_t*>(p)));
+    return acc;
+  }
   static ivec izero() { return _mm512_setzero_si512(); }
   static ivec bytes(char c) { return _mm512_set1_epi8(c); }
   static ivec int32s(int32_t v) { return _mm512_set1_epi32(v); }
   static ivec and_(ivec a, ivec b) { return _mm512_and_si512(a, b); }
+  static ivec andnot_(ivec a, ivec b) { return _mm512_andnot_si512(a, b); }  // ~a & b
   static ivec or_(ivec a, ivec b) { return _mm512_or_si512(a, b); }
   static ivec sub32(ivec a, ivec b) { return _mm512_sub_epi32(a, b); }
+  static ivec add32(ivec a, ivec b) { return _mm512_add_epi32(a, b); }
+  static ivec srai32(ivec a, int n) { return _mm512_srai_epi32(a, static_cast<unsigned>(n)); }
   static ivec srli16(ivec a, int n) { return _mm512_srli_epi16(a, static_cast<unsigned>(n)); }
   static ivec slli16(ivec a, int n) { return _mm512_slli_epi16(a, static_cast<unsigned>(n)); }
   static ivec srli32(ivec a, int n) { return _mm512_srli_epi32(a, static_cast<unsigned>(n)); }
