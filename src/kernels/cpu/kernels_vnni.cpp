@@ -29,7 +29,7 @@ struct Lanes16Vnni {
   using ivec = __m512i;
   using fvec = __m512;
   static constexpr int64_t kRows = 16;
-  static constexpr bool kWholeBytes = true;
+  static constexpr bool kWholeBytes = true;  // as VnniIntegerDot
   static __m128i load_16_bytes(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static ivec quants(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static fvec halves(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
