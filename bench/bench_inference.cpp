@@ -116,10 +116,14 @@ int main(int argc, char** argv) try {
   auto model = load_model(options.model, backend);
   const double load_seconds = load_timer.seconds();
   const ModelConfig& config = model->config;
-  std::printf("model %s: %s, %.2f GB of weights read per token, backend %s, KV %s, load %.2fs, RSS after load %.0f MiB\n",
+  // The huge-page share: a weight copy that fell back to 4 KiB pages (memory short or fragmented at
+  // load) decodes slower, and this tells such a run from a slow phase of the machine.
+  std::printf("model %s: %s, %.2f GB of weights read per token, backend %s, KV %s, load %.2fs, RSS after load %.0f MiB "
+              "(%.0f MiB in huge pages)\n",
               options.model.c_str(), std::string(architecture_name(config.arch)).c_str(),
               weight_bytes_per_token(model->transformer->weights()) / 1e9, cpu.name().c_str(),
-              std::string(kv_cache_type_name(options.bench.kv_type)).c_str(), load_seconds, resident_mib());
+              std::string(kv_cache_type_name(options.bench.kv_type)).c_str(), load_seconds, resident_mib(),
+              static_cast<double>(huge_page_bytes()) / (1 << 20));
   std::printf("| threads | bandwidth GB/s | prefill %lld tok/s | depth | decode tok/s | roofline tok/s | decode / roofline | RSS MiB |\n",
               static_cast<long long>(options.bench.prompt_tokens));
   std::printf("|---|---|---|---|---|---|---|---|\n");

@@ -9,9 +9,23 @@
 #include "model/model_footprint.h"
 #include "test_support.h"
 #include "util/error.h"
+#include "util/huge_page_buffer.h"
+#include "util/process_memory.h"
 
 namespace retort {
 namespace {
+
+// The huge-page share bench_inference prints is read from smaps_rollup: it is part of the resident
+// memory, and a committed huge-page buffer is resident (whether the kernel gave it 2 MiB pages
+// depends on the machine's memory at the time, so only the bounds are checked).
+TEST(ProcessMemory, HugePagesAreCountedWithinTheResidentMemory) {
+  HugePageBuffer buffer(8u << 20);
+  buffer.commit();
+  const uint64_t resident = resident_bytes();
+  if (resident == 0) GTEST_SKIP() << "/proc/self/status is not readable here";
+  EXPECT_GE(resident, uint64_t{8} << 20);
+  EXPECT_LE(huge_page_bytes(), resident);
+}
 
 TEST(ModelFootprint, ACheckpointDirectoryCostsItsSafetensorsAndItsKvPool) {
   const std::string dir = test::shared_path("fixtures/tiny-r1-qwen");

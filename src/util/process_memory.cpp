@@ -6,9 +6,9 @@
 namespace retort {
 namespace {
 
-// A "Name:   1234 kB" field of /proc/self/status, in bytes; 0 when absent.
-uint64_t status_field_bytes(const std::string& name) {
-  std::ifstream status("/proc/self/status");
+// A "Name:   1234 kB" field of a /proc/self file, in bytes; 0 when absent.
+uint64_t field_bytes(const char* file, const std::string& name) {
+  std::ifstream status(file);
   std::string line;
   while (std::getline(status, line)) {
     if (line.compare(0, name.size() + 1, name + ":") != 0) continue;
@@ -23,9 +23,11 @@ uint64_t status_field_bytes(const std::string& name) {
 
 }  // namespace
 
-uint64_t resident_bytes() { return status_field_bytes("VmRSS"); }
+uint64_t resident_bytes() { return field_bytes("/proc/self/status", "VmRSS"); }
 
-uint64_t peak_resident_bytes() { return status_field_bytes("VmHWM"); }
+uint64_t peak_resident_bytes() { return field_bytes("/proc/self/status", "VmHWM"); }
+
+uint64_t huge_page_bytes() { return field_bytes("/proc/self/smaps_rollup", "AnonHugePages"); }
 
 bool reset_peak_resident() {
   std::ofstream clear_refs("/proc/self/clear_refs");
