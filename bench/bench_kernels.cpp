@@ -151,33 +151,28 @@ void BM_DecodeStepMatmuls(benchmark::State& state) {
   const DType dtype = state.range(0) == 0 ? DType::Q8_0 : DType::Q4_0;
   struct Shape { int64_t rows, cols; };
   const Shape shapes[] = {{kDim, kDim}, {kKv, kDim}, {kKv, kDim}, {kDim, kDim}, {kFfn, kDim}, {kFfn, kDim}, {kDim, kFfn}};
+  std::array<size_t, 7> bytes{}, offsets{};  // each matrix's bytes, and where it starts in a layer
   size_t layer_bytes = 0;
-  for (const Shape& s : shapes) layer_bytes += (dtype_row_bytes(dtype, s.cols) * s.rows + 63) / 64 * 64;
+  for (size_t m = 0; m < 7; ++m) {
+    bytes[m] = dtype_row_bytes(dtype, shapes[m].cols) * static_cast<size_t>(shapes[m].rows);
+    offsets[m] = layer_bytes;
+    layer_bytes += (bytes[m] + 63) / 64 * 64;
+  }
   HugePageBuffer storage(layer_bytes * kLayers);
   CpuBackend backend;
   std::vector<std::array<WeightMatrix, 7>> layers(kLayers);
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 0.02f);
-  size_t offset = 0;
   for (size_t m = 0; m < 7; ++m) {
     const Shape s = shapes[m];
     std::vector<float> values(static_cast<size_t>(s.rows * s.cols));
     for (float& v : values) v = dist(rng);
-    const size_t bytes = dtype_row_bytes(dtype, s.cols) * s.rows;
-    for (int64_t l = 0; l < kLayers; ++l) {
-      uint8_t* at = storage.data() + static_cast<size_t>(l) * layer_bytes + offset;
-      if (l == 0) quantize_rows(block_type_of(dtype), values.data(), at, s.rows, s.cols);
-      else std::copy_n(storage.data() + offset, bytes, at);  // layer 0's bytes, still in Rows layout
-    }
-    offset += (bytes + 63) / 64 * 64;
-  }
-  for (int64_t l = 0; l < kLayers; ++l) {
-    offset = 0;
-    for (size_t m = 0; m < 7; ++m) {
-      uint8_t* at = storage.data() + static_cast<size_t>(l) * layer_bytes + offset;
-      layers[l][m] = WeightMatrix{dtype, at, shapes[m].rows, shapes[m].cols};
-      backend.repack(layers[l][m], at);
-      offset += (dtype_row_bytes(dtype, shapes[m].cols) * shapes[m].rows + 63) / 64 * 64;
+    const auto at = [&](int64_t l) { return storage.data() + static_cast<size_t>(l) * layer_bytes + offsets[m]; };
+    quantize_rows(block_type_of(dtype), values.data(), at(0), s.rows, s.cols);
+    for (int64_t l = 1; l < kLayers; ++l) std::copy_n(at(0), bytes[m], at(l));  // before layer 0 is repacked
+    for (int64_t l = kLayers - 1; l >= 0; --l) {
+      layers[l][m] = WeightMatrix{dtype, at(l), s.rows, s.cols};
+      backend.repack(layers[l][m], at(l));  // the layout a loaded model's weights are in
     }
   }
   std::vector<float> x(kFfn, 0.01f), q(kDim), k(kKv), v(kKv), o(kDim), gate(kFfn), up(kFfn), down(kDim);

@@ -8,9 +8,9 @@ namespace {
 
 // A "Name:   1234 kB" field of a /proc/self file, in bytes; 0 when absent.
 uint64_t field_bytes(const char* file, const std::string& name) {
-  std::ifstream status(file);
+  std::ifstream in(file);
   std::string line;
-  while (std::getline(status, line)) {
+  while (std::getline(in, line)) {
     if (line.compare(0, name.size() + 1, name + ":") != 0) continue;
     try {
       return std::stoull(line.substr(name.size() + 1)) * 1024;  // the kernel always reports kB

@@ -45,7 +45,7 @@ ThreadPool::ThreadPool(int threads) : progress_(static_cast<size_t>(std::max(thr
     // The destructor does not run for a constructor that throws, and a joinable std::thread
     // destroyed unjoined would terminate the process: stop the workers that did start.
     stopping_.store(true);
-    wake_sleeping_workers();
+    wake(wake_);
     const size_t started = workers_.size();
     for (auto& worker : workers_) worker.join();
     workers_.clear();
@@ -58,15 +58,15 @@ ThreadPool::ThreadPool(int threads) : progress_(static_cast<size_t>(std::max(thr
 
 ThreadPool::~ThreadPool() {
   stopping_.store(true);
-  wake_sleeping_workers();
+  wake(wake_);
   for (auto& worker : workers_) worker.join();
 }
 
-// Taking the mutex first means a worker that counted itself sleeping is inside wait() by now, so
-// the notification cannot fall between its last look at the job and its sleep.
-void ThreadPool::wake_sleeping_workers() {
+// Taking the mutex first means a thread that counted itself sleeping (a worker, or the caller) is
+// inside wait() by now, so the notification cannot fall between its last look and its sleep.
+void ThreadPool::wake(std::condition_variable& sleepers) {
   { std::lock_guard lock(mutex_); }
-  wake_.notify_all();
+  sleepers.notify_all();
 }
 
 bool ThreadPool::all_finished(uint64_t generation) const {
@@ -108,10 +108,7 @@ void ThreadPool::worker_loop(int index) {
     seen = job_.generation.load();
     run_chunks();
     progress_[static_cast<size_t>(index)].finished.store(seen);
-    if (caller_sleeping_.load()) {
-      { std::lock_guard lock(mutex_); }
-      done_.notify_all();
-    }
+    if (caller_sleeping_.load()) wake(done_);
   }
 }
 
@@ -130,7 +127,7 @@ void ThreadPool::parallel_for(size_t count, size_t grain,
   next_.store(0, std::memory_order_relaxed);
   const uint64_t generation = job_.generation.load(std::memory_order_relaxed) + 1;
   job_.generation.store(generation);  // publishes the fields above and next_'s reset
-  if (sleeping_workers_.load() > 0) wake_sleeping_workers();
+  if (sleeping_workers_.load() > 0) wake(wake_);
   run_chunks();
   auto done = [&] { return all_finished(generation); };
   if (!spin_until(done)) {

@@ -33,7 +33,7 @@ class ThreadPool {
  private:
   void worker_loop(int index);
   void run_chunks();
-  void wake_sleeping_workers();
+  void wake(std::condition_variable& sleepers);  // wake_ (workers) or done_ (the caller)
   bool all_finished(uint64_t generation) const;
 
   // What a loop's workers read, in one cache line: a cache line moves between this VM's two cores
