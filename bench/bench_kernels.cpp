@@ -145,10 +145,12 @@ BENCHMARK(BM_MatmulQuantized)->Apply(QuantizedShapes)->Unit(benchmark::kMillisec
 // (28 layers, 0.7 GB at q4_0): q/k/v together, the output projection, gate/up together, down, in a
 // model's order. A matrix read alone in a loop can be partly served from the caches and pays its
 // thread hand-off back to back; here each call meets the cache state a real step leaves it.
-// Counters give µs a call per matrix set; bytes/s counts all weights. Arg: dtype (0 q8_0, 1 q4_0).
+// Counters give µs a call per matrix set; bytes/s counts all weights. Arg: dtype (0 q8_0, 1 q4_0,
+// 2 q4_k).
 void BM_DecodeStepMatmuls(benchmark::State& state) {
   constexpr int64_t kLayers = 28, kDim = 1536, kKv = 256, kFfn = 8960;
-  const DType dtype = state.range(0) == 0 ? DType::Q8_0 : DType::Q4_0;
+  const DType dtypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K};
+  const DType dtype = dtypes[state.range(0)];
   struct Shape { int64_t rows, cols; };
   const Shape shapes[] = {{kDim, kDim}, {kKv, kDim}, {kKv, kDim}, {kDim, kDim}, {kFfn, kDim}, {kFfn, kDim}, {kDim, kFfn}};
   std::array<size_t, 7> bytes{}, offsets{};  // each matrix's bytes, and where it starts in a layer
@@ -204,7 +206,7 @@ void BM_DecodeStepMatmuls(benchmark::State& state) {
   state.SetLabel(backend.name() + " " + std::string(dtype_name(dtype)));
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(layer_bytes * kLayers));
 }
-BENCHMARK(BM_DecodeStepMatmuls)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeStepMatmuls)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // One decode step's attention on the R1-Distill-Llama-8B shape (32 query heads, 8 KV heads of
 // 128) over `depth` cached positions; args: depth, kv type (0 f32, 1 f16, 2 int8), layers. With
