@@ -155,7 +155,7 @@ for model in $MODELS; do
       fi
       # On stderr, beside the table: whether retort's weights got their 2 MiB pages (a large model
       # right after llama.cpp mapped the same file may not, and decodes slower for it).
-      grep -o "RSS after load.*" <<<"$ours" | sed "s/^/  retort $type, $t threads: /" >&2
+      { grep -o "RSS after load.*" <<<"$ours" || true; } | sed "s/^/  retort $type, $t threads: /" >&2
       r_pp=$(result prefill_tps "depth=0" <<<"$ours")
       r_tg=$(result decode_tps "depth=0" <<<"$ours")
       r_roof=$(result roofline_share "depth=0" <<<"$ours")
